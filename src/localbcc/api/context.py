@@ -1,0 +1,50 @@
+"""Everything a handler may use, built once per server process."""
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from ..auth import Verifier
+from ..clock import Clock
+from ..config import Settings
+from ..domain.instances import InstanceService
+from ..domain.keypairs import KeypairService
+from ..store.accounts import Accounts
+from ..store.db import Store
+
+
+class Context:
+    def __init__(self, settings: Settings, store: Store, clock: Clock | None = None):
+        self.settings = settings
+        self.store = store
+        self.clock = clock or Clock()
+        self.accounts = Accounts(store, self.clock)
+        self.verifier = Verifier(self.accounts.secret_of, self.clock)
+        self.keypairs = KeypairService(store, self.clock, settings.region, settings.keypair_quota)
+        self.instances = InstanceService(store, self.clock, settings.region,
+                                         settings.transition_seconds)
+        self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="localbcc-cpu")
+        self._db = None if store.is_sqlite else ThreadPoolExecutor(
+            max_workers=settings.db_pool_size + settings.db_max_overflow,
+            thread_name_prefix="localbcc-db")
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a storage-bound domain call. SQLite answers in microseconds, so it
+        runs inline (no thread hop, and one process never interleaves its own
+        transactions); a network database runs on a bounded thread pool."""
+        if self._db is None:
+            return fn(*args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._db, functools.partial(fn, *args, **kwargs))
+
+    async def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run CPU-heavy work (key generation) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
+
+    def close(self) -> None:
+        self._cpu.shutdown(wait=False)
+        if self._db is not None:
+            self._db.shutdown(wait=False)
+        self.store.dispose()

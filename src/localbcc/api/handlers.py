@@ -1,0 +1,120 @@
+"""One small function per BCC operation: read the typed request, call the
+domain, return the JSON answer (or None for an empty 200)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain import images, validation
+from ..domain.instances import parse_ids_param
+from .context import Context
+from .request import Request
+
+Answer = dict[str, Any] | None
+
+
+# -- key pairs (§4) -------------------------------------------------------------------
+
+async def create_keypair(ctx: Context, req: Request) -> Answer:
+    name, description = ctx.keypairs.parse_create(req.json())
+    token = validation.client_token(req.param("clientToken"))
+    generated = await ctx.offload(ctx.keypairs.generate)  # RSA generation is CPU-heavy
+    return await ctx.run(ctx.keypairs.create, req.account, name, description, token, generated)
+
+
+async def import_keypair(ctx: Context, req: Request) -> Answer:
+    token = validation.client_token(req.param("clientToken"))
+    return await ctx.run(ctx.keypairs.import_, req.account, req.json(), token)
+
+
+async def list_keypairs(ctx: Context, req: Request) -> Answer:
+    max_keys = validation.max_keys(req.param("maxKeys"))
+    name = req.param("name") or None
+    return await ctx.run(ctx.keypairs.list, req.account, req.param("marker"), max_keys, name)
+
+
+async def get_keypair(ctx: Context, req: Request) -> Answer:
+    return await ctx.run(ctx.keypairs.get, req.account, req.item_id)
+
+
+async def rename_keypair(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.keypairs.rename, req.account, req.item_id, req.json())
+
+
+async def update_keypair_desc(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.keypairs.update_description, req.account, req.item_id, req.json())
+
+
+async def delete_keypair(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.keypairs.delete, req.account, req.item_id)
+
+
+async def attach_keypair(ctx: Context, req: Request) -> Answer:
+    answer = await ctx.run(ctx.instances.attach, req.account, req.item_id, req.json())
+    return {"requestId": req.request_id, **answer}
+
+
+async def detach_keypair(ctx: Context, req: Request) -> Answer:
+    answer = await ctx.run(ctx.instances.detach, req.account, req.item_id, req.json())
+    return {"requestId": req.request_id, **answer}
+
+
+# -- instances (§5.2) ----------------------------------------------------------------------
+
+async def create_instance(ctx: Context, req: Request) -> Answer:
+    token = validation.client_token(req.param("clientToken"))
+    return await ctx.run(ctx.instances.create, req.account, req.secret_key, req.json(), token)
+
+
+async def list_instances(ctx: Context, req: Request) -> Answer:
+    max_keys = validation.max_keys(req.param("maxKeys"))
+    return await ctx.run(
+        ctx.instances.list, req.account, req.param("marker"), max_keys,
+        status=req.param("status") or None, keypair_id=req.param("keypairId") or None,
+        ids=parse_ids_param(req.param("instanceIds")))
+
+
+async def get_instance(ctx: Context, req: Request) -> Answer:
+    return await ctx.run(ctx.instances.get, req.account, req.item_id)
+
+
+async def start_instance(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.instances.start, req.account, req.item_id)
+
+
+async def stop_instance(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.instances.stop, req.account, req.item_id)
+
+
+async def reboot_instance(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.instances.reboot, req.account, req.item_id)
+
+
+async def rebuild_instance(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.instances.rebuild, req.account, req.secret_key, req.item_id, req.json())
+
+
+async def release_instance(ctx: Context, req: Request) -> Answer:
+    await ctx.run(ctx.instances.release, req.account, req.item_id)
+
+
+# -- images (§5.1) ---------------------------------------------------------------------------
+
+async def list_images(ctx: Context, req: Request) -> Answer:
+    max_keys = validation.max_keys(req.param("maxKeys"))
+    found = images.list_images(req.param("imageType"))
+    marker = req.param("marker") or ""
+    if marker:
+        ids = [img.id for img in found]
+        if marker not in ids:
+            from ..errors import inappropriate
+            raise inappropriate("marker", "names no image")
+        found = found[ids.index(marker):]
+    result = {"marker": marker, "isTruncated": len(found) > max_keys, "maxKeys": max_keys,
+              "images": [img.to_wire() for img in found[:max_keys]]}
+    if len(found) > max_keys:
+        result["nextMarker"] = found[max_keys].id
+    return result
+
+
+async def get_image(ctx: Context, req: Request) -> Answer:
+    return {"image": images.get_image(req.item_id).to_wire()}

@@ -1,0 +1,129 @@
+"""The `localbcc` command."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .config import Settings
+
+app = typer.Typer(help="localbcc: a local, BCC-compatible key pair and instance service.",
+                  no_args_is_help=True, add_completion=False)
+account_app = typer.Typer(help="Manage accounts (access key / secret key pairs).", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance: migrations.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+app.add_typer(db_app, name="db")
+
+DataDir = typer.Option(Path(".localbcc"), "--data-dir", envvar="LOCALBCC_DATA_DIR",
+                       help="Directory for the SQLite database and other state.")
+DbUrl = typer.Option(None, "--database-url", envvar="LOCALBCC_DATABASE_URL",
+                     help="SQLAlchemy/PostgreSQL URL; default: SQLite in the data dir.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"localbcc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """Every option of every command can also be set with a LOCALBCC_* environment variable."""
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", envvar="LOCALBCC_HOST", help="Address to listen on."),
+    port: int = typer.Option(8080, envvar="LOCALBCC_PORT", help="HTTP port."),
+    data_dir: Path = DataDir,
+    database_url: Optional[str] = DbUrl,
+    region: str = typer.Option("bj", envvar="LOCALBCC_REGION", help="Region id shown on resources."),
+    keypair_quota: int = typer.Option(500, envvar="LOCALBCC_KEYPAIR_QUOTA", min=0,
+                                      help="Key pairs per account."),
+    transition_seconds: float = typer.Option(1.0, envvar="LOCALBCC_TRANSITION_SECONDS", min=0.0,
+                                             help="How long Starting/Stopping last (0 allowed)."),
+    durability: str = typer.Option("normal", envvar="LOCALBCC_DURABILITY",
+                                   help="SQLite: 'normal' survives a process crash, "
+                                        "'full' also power loss (fsync per commit)."),
+    workers: int = typer.Option(1, envvar="LOCALBCC_WORKERS", min=1, help="Server processes."),
+    db_pool_size: int = typer.Option(5, envvar="LOCALBCC_DB_POOL_SIZE", min=1,
+                                     help="Database connections kept per process."),
+    db_max_overflow: int = typer.Option(5, envvar="LOCALBCC_DB_MAX_OVERFLOW", min=0,
+                                        help="Extra connections allowed under load."),
+    log_level: str = typer.Option("info", envvar="LOCALBCC_LOG_LEVEL",
+                                  help="debug, info, warning or error."),
+    credentials: Optional[str] = typer.Option(None, envvar="LOCALBCC_CREDENTIALS", show_default=False,
+                                              help="Accounts as AK1:SK1,AK2:SK2; the first is the default."),
+) -> None:
+    """Run the BCC-compatible HTTP service."""
+    from .server import serve as run
+
+    if durability not in ("normal", "full"):
+        raise typer.BadParameter("must be 'normal' or 'full'", param_hint="--durability")
+    settings = Settings(host=host, port=port, data_dir=data_dir, database_url=database_url,
+                        region=region, keypair_quota=keypair_quota,
+                        transition_seconds=transition_seconds, durability=durability,
+                        workers=workers, log_level=log_level, credentials=credentials,
+                        db_pool_size=db_pool_size, db_max_overflow=db_max_overflow)
+    try:
+        code = run(settings)
+    except ValueError as exc:
+        typer.echo(f"localbcc: {exc}", err=True)
+        code = 2
+    raise typer.Exit(code)
+
+
+def _store(data_dir: Path, database_url: Optional[str]):
+    from .server import open_store
+
+    return open_store(Settings(data_dir=data_dir, database_url=database_url))
+
+
+def _prepared(data_dir: Path, database_url: Optional[str]):
+    from .store.db import SchemaMismatch
+
+    store = _store(data_dir, database_url)
+    try:
+        store.prepare()
+    except SchemaMismatch as exc:
+        typer.echo(f"localbcc: {exc}", err=True)
+        raise typer.Exit(2)
+    return store
+
+
+@account_app.command("create")
+def account_create(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
+    """Create an account and print its access key and secret key."""
+    from .clock import Clock
+    from .store.accounts import Accounts
+
+    ak, sk = Accounts(_prepared(data_dir, database_url), Clock()).create()
+    typer.echo(f"access key  {ak}\nsecret key  {sk}")
+
+
+@account_app.command("list")
+def account_list(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl,
+                 show_secrets: bool = typer.Option(False, "--show-secrets",
+                                                   help="Also print secret keys.")) -> None:
+    """List accounts (access keys; secret keys only with --show-secrets)."""
+    from .clock import Clock
+    from .domain.timefmt import iso
+    from .store.accounts import Accounts
+
+    for ak, sk, created in Accounts(_prepared(data_dir, database_url), Clock()).list():
+        typer.echo(f"{ak}\t{sk if show_secrets else '*' * 8}\t{iso(created)}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
+    """Apply database migrations up to this version's schema."""
+    store = _store(data_dir, database_url)
+    store.upgrade()
+    typer.echo(f"database at revision {store.current_revision()}")
+
+
+if __name__ == "__main__":  # python -m localbcc.cli
+    app()

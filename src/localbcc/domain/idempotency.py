@@ -1,0 +1,33 @@
+"""clientToken replay (§6): same token and request answer as the first time."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from ..errors import BceError, ErrorCode
+from ..store.repo import Tx
+
+
+def request_hash(request: Any) -> str:
+    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def replay(tx: Tx, account: str, operation: str, token: str | None, digest: str) -> Any | None:
+    """The stored answer of an earlier request with this token, or None."""
+    if token is None:
+        return None
+    found = tx.get_token(account, operation, token)
+    if found is None:
+        return None
+    stored_hash, response = found
+    if stored_hash != digest:
+        raise BceError(ErrorCode.IdempotentParameterMismatch)
+    return orjson.loads(response)
+
+
+def remember(tx: Tx, account: str, operation: str, token: str | None, digest: str,
+             response: Any, now: float) -> None:
+    if token is not None:
+        tx.put_token(account, operation, token, digest, orjson.dumps(response).decode(), now)

@@ -1,0 +1,247 @@
+"""Instances: create, list, lifecycle (§5), and binding key pairs to them (§4.6)."""
+from __future__ import annotations
+
+from ..clock import Clock
+from ..errors import BceError, ErrorCode, inappropriate
+from ..store.db import Store
+from ..store.repo import Tx
+from . import idempotency, lifecycle, network, validation
+from .images import get_image
+from .lifecycle import RUNNING, STOPPED
+from .models import Instance, Keypair
+from .paging import page
+from .passwords import decrypt_admin_pass, hash_password
+from .timefmt import iso
+
+
+class InstanceService:
+    def __init__(self, store: Store, clock: Clock, region: str, transition_seconds: float):
+        self.store = store
+        self.clock = clock
+        self.region = region
+        self.transition = transition_seconds
+
+    # -- presentation -------------------------------------------------------------------
+
+    def to_wire(self, inst: Instance, now: float) -> dict:
+        image = get_image(inst.image_id)
+        return {
+            "id": inst.id, "name": inst.name, "hostname": inst.hostname,
+            "status": lifecycle.status(inst, now), "desc": inst.description,
+            "instanceType": inst.instance_type, "cpuCount": inst.cpu_count,
+            "memoryCapacityInGB": inst.memory_gb, "imageId": image.id, "imageName": image.name,
+            "osName": image.os_name, "osVersion": image.os_version, "osArch": image.os_arch,
+            "osType": image.os_type, "zoneName": inst.zone_name,
+            "paymentTiming": inst.payment_timing, "createTime": iso(inst.created_at),
+            "expireTime": None, "internalIp": network.internal_ip(inst.seq),
+            "publicIp": network.public_ip(inst.seq),
+            "keypairId": inst.keypair_id or "", "keypairName": inst.keypair_name,
+            "keypairInForce": lifecycle.key_in_force(inst, now),
+        }
+
+    # -- create ---------------------------------------------------------------------------
+
+    def create(self, account: str, secret_key: str, body: dict, token: str | None) -> dict:
+        body = validation.body_object(body)
+        image = get_image(validation.required_str(body, "imageId"))
+        count = validation.optional_int(body, "purchaseCount", 1, 1, 100)
+        name = validation.optional_str(body, "name")
+        hostname = validation.optional_str(body, "hostname")
+        keypair_id = validation.optional_str(body, "keypairId")
+        cipher_pass = validation.optional_str(body, "adminPass")
+        cpu = validation.optional_int(body, "cpuCount", 1, 1, 1024)
+        memory = validation.optional_int(body, "memoryCapacityInGB", 1, 1, 16384)
+        instance_type = validation.optional_str(body, "instanceType") or "N3"
+        zone = validation.optional_str(body, "zoneName") or f"cn-{self.region}-a"
+        billing = body.get("billing") if isinstance(body.get("billing"), dict) else {}
+        payment = billing.get("paymentTiming") if isinstance(billing.get("paymentTiming"), str) else "Postpaid"
+        if keypair_id is not None and not image.is_linux:
+            raise BceError(ErrorCode.UnsupportOsType)
+        password = decrypt_admin_pass(cipher_pass, secret_key) if cipher_pass else None
+        digest = idempotency.request_hash(
+            {k: v for k, v in body.items() if k != "adminPass"} | {"adminPass": password})
+        with self.store.write() as tx:
+            stored = idempotency.replay(tx, account, "createInstance", token, digest)
+            if stored is not None:
+                return stored
+            if keypair_id is not None:
+                self._keypair(tx, account, keypair_id)
+            now = self.clock.now()
+            until = now + self.transition
+            pass_hash = hash_password(password) if password else None
+            ids = []
+            for _ in range(count):
+                iid = validation.new_id("i-")
+                while tx.id_taken("instance", iid):
+                    iid = validation.new_id("i-")
+                ids.append(iid)
+                tx.insert_instance({
+                    "id": iid, "account": account, "name": name or iid,
+                    "hostname": hostname or iid.lower(), "description": "",
+                    "image_id": image.id, "instance_type": instance_type, "cpu_count": cpu,
+                    "memory_gb": memory, "zone_name": zone, "payment_timing": payment,
+                    "created_at": now, "state": RUNNING, "transition": "create",
+                    "transition_until": until, "keypair_id": keypair_id,
+                    "key_in_force_at": until if keypair_id else None,
+                    "admin_pass_hash": pass_hash,
+                    "first_key_at": until if keypair_id else None,
+                })
+            answer = {"instanceIds": ids}
+            idempotency.remember(tx, account, "createInstance", token, digest, answer, now)
+        return answer
+
+    # -- read --------------------------------------------------------------------------------
+
+    def get(self, account: str, instance_id: str) -> dict:
+        with self.store.read() as tx:
+            inst = self._existing(tx, account, instance_id)
+        return {"instance": self.to_wire(inst, self.clock.now())}
+
+    def list(self, account: str, marker: str | None, max_keys: int, *,
+             status: str | None = None, keypair_id: str | None = None,
+             ids: list[str] | None = None) -> dict:
+        now = self.clock.now()
+        wanted = set(status.split(",")) if status else None
+
+        def fetch(start: int, limit: int) -> list[Instance]:
+            if wanted is None:
+                return tx.list_instances(account, start, limit, keypair_id=keypair_id, ids=ids)
+            # Status is derived from the clock, so it is filtered here, not in SQL.
+            rows = tx.list_instances(account, start, None, keypair_id=keypair_id, ids=ids)
+            return [i for i in rows if lifecycle.status(i, now) in wanted][:limit]
+
+        with self.store.read() as tx:
+            result = page(tx, "instance", account, marker, max_keys, fetch, lambda i: i.id)
+        result["instances"] = [self.to_wire(i, now) for i in result.pop("items")]
+        return result
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, account: str, instance_id: str) -> None:
+        with self.store.write() as tx:
+            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            if lifecycle.is_creating(inst, now):
+                raise BceError(ErrorCode.StartInstanceWhenCreating)
+            if lifecycle.status(inst, now) != STOPPED:
+                raise BceError(ErrorCode.StartInstanceOperationForbidden)
+            until = self._transition(tx, [inst.id], RUNNING, "start", now)
+            if inst.keypair_id and inst.key_in_force_at is None:
+                tx.bind([inst.id], inst.keypair_id, until)  # the pending key comes in force
+
+    def stop(self, account: str, instance_id: str) -> None:
+        with self.store.write() as tx:
+            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            if lifecycle.status(inst, now) != RUNNING:
+                raise BceError(ErrorCode.StopInstanceOperationForbidden)
+            self._transition(tx, [inst.id], STOPPED, "stop", now)
+
+    def reboot(self, account: str, instance_id: str) -> None:
+        with self.store.write() as tx:
+            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            if lifecycle.status(inst, now) != RUNNING:
+                raise BceError(ErrorCode.RebootInstanceOperationForbidden)
+            self._transition(tx, [inst.id], RUNNING, "restart", now)
+
+    def rebuild(self, account: str, secret_key: str, instance_id: str, body: dict) -> None:
+        body = validation.body_object(body)
+        image = get_image(validation.required_str(body, "imageId"))
+        keypair_id = validation.optional_str(body, "keypairId")
+        cipher_pass = validation.optional_str(body, "adminPass")
+        if keypair_id is not None and not image.is_linux:
+            raise BceError(ErrorCode.UnsupportOsType)
+        password = decrypt_admin_pass(cipher_pass, secret_key) if cipher_pass else None
+        with self.store.write() as tx:
+            if keypair_id is not None:  # lock order: key pair, then instance
+                self._keypair(tx, account, keypair_id)
+            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
+                raise BceError(ErrorCode.InstanceStatusForbidden)
+            tx.update_instances([inst.id], image_id=image.id)
+            until = self._transition(tx, [inst.id], RUNNING, "restart", now)
+            if keypair_id is not None:
+                tx.bind([inst.id], keypair_id, until)
+            elif password is not None or not image.is_linux:
+                # A fresh system with a password and no key; Windows takes no key pair.
+                tx.bind([inst.id], None, None)
+                tx.update_instances([inst.id], first_key_at=None,
+                                    admin_pass_hash=hash_password(password) if password else None)
+            elif inst.keypair_id:
+                tx.bind([inst.id], inst.keypair_id, until)
+
+    def release(self, account: str, instance_id: str) -> None:
+        with self.store.write() as tx:
+            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
+                raise BceError(ErrorCode.InstanceStatusForbidden)
+            tx.delete_instance(inst)
+
+    # -- binding key pairs (§4.6) ----------------------------------------------------------
+
+    def attach(self, account: str, keypair_id: str, body: dict) -> dict:
+        ids = validation.instance_ids(validation.body_object(body))
+        with self.store.write() as tx:
+            kp = self._keypair(tx, account, keypair_id)
+            now = self.clock.now()
+            found = self._bindable(tx, account, ids, now)
+            for iid in ids:
+                if found[iid].keypair_id == kp.id:
+                    raise BceError(ErrorCode.AttachAttachedKeypair,
+                                   f"Can not attach to an attached keypair: {iid}.")
+            running = [i for i in ids if lifecycle.status(found[i], now) == RUNNING]
+            stopped = [i for i in ids if i not in set(running)]
+            until = self._transition(tx, running, RUNNING, "restart", now)
+            tx.bind(running, kp.id, until)  # in force once the restart is over
+            tx.bind(stopped, kp.id, None)  # in force at the next start
+        return {"failedInstanceIdList": []}
+
+    def detach(self, account: str, keypair_id: str, body: dict) -> dict:
+        ids = validation.instance_ids(validation.body_object(body))
+        with self.store.write() as tx:
+            kp = self._keypair(tx, account, keypair_id)
+            found = self._bindable(tx, account, ids, self.clock.now())
+            tx.bind([i for i in ids if found[i].keypair_id == kp.id], None, None)
+        return {"failedInstanceIdList": []}
+
+    def _bindable(self, tx: Tx, account: str, ids: list[str], now: float) -> dict[str, Instance]:
+        """Checks 2a–2c of §4.6, in the order the ids were given."""
+        found = tx.get_instances(account, ids, for_update=True)
+        for iid in ids:
+            inst = found.get(iid)
+            if inst is None:
+                raise BceError(ErrorCode.KeypairInstanceNotExist, f"Instance not exist: {iid:.40}.")
+            if not get_image(inst.image_id).is_linux:
+                raise BceError(ErrorCode.UnsupportOsType)
+            if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
+                raise BceError(ErrorCode.KeypairInstanceStatusForbidden)
+        return found
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _transition(self, tx: Tx, ids: list[str], state: str, kind: str, now: float) -> float:
+        until = now + self.transition
+        tx.update_instances(ids, state=state, transition=kind if self.transition > 0 else None,
+                            transition_until=until)
+        return until
+
+    @staticmethod
+    def _existing(tx: Tx, account: str, instance_id: str, *, for_update: bool = False) -> Instance:
+        inst = tx.get_instance(account, instance_id, for_update=for_update)
+        if inst is None:
+            raise BceError(ErrorCode.NoSuchObject, f"Instance {instance_id:.40} does not exist.")
+        return inst
+
+    @staticmethod
+    def _keypair(tx: Tx, account: str, keypair_id: str) -> Keypair:
+        kp = tx.get_keypair(account, keypair_id, for_update=True, with_count=False)
+        if kp is None:
+            raise BceError(ErrorCode.KeypairNotExist)
+        return kp
+
+
+def parse_ids_param(raw: str | None) -> list[str] | None:
+    if raw is None or raw == "":
+        return None
+    ids = [part.strip() for part in raw.split(",") if part.strip()]
+    if len(ids) > 1000:
+        raise inappropriate("instanceIds", "may name at most 1000 ids")
+    return ids

@@ -1,0 +1,150 @@
+"""Key pair rules (spec §4): validation, quota, uniqueness, paging, delete-in-use."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ..clock import Clock
+from ..errors import BceError, ErrorCode
+from ..store.db import Store
+from ..store.repo import Tx
+from . import idempotency, validation
+from .keys import PublicKey, generate_rsa_keypair, parse_public_key
+from .models import Keypair
+from .paging import page
+from .timefmt import iso
+
+
+@dataclass
+class KeypairView:
+    """What the API shows of a key pair."""
+
+    keypair: Keypair
+    region: str
+    private_key: str | None = None
+
+    def to_wire(self) -> dict:
+        kp = self.keypair
+        created = iso(kp.created_at)
+        out = {"keypairId": kp.id, "name": kp.name, "description": kp.description,
+               "publicKey": kp.public_key, "fingerPrint": kp.fingerprint,
+               "instanceCount": kp.instance_count, "regionId": self.region,
+               "createdTime": created, "createTime": created}
+        if self.private_key is not None:
+            out["privateKey"] = self.private_key
+        return out
+
+
+class KeypairService:
+    def __init__(self, store: Store, clock: Clock, region: str, quota: int):
+        self.store = store
+        self.clock = clock
+        self.region = region
+        self.quota = quota
+
+    def _view(self, kp: Keypair, private_key: str | None = None) -> dict:
+        return KeypairView(kp, self.region, private_key).to_wire()
+
+    # -- create / import --------------------------------------------------------------
+
+    def parse_create(self, body: dict) -> tuple[str, str]:
+        body = validation.body_object(body)
+        return validation.keypair_name(body), validation.keypair_description(body)
+
+    def create(self, account: str, name: str, description: str, token: str | None,
+               generated: tuple[PublicKey, str]) -> dict:
+        """Store a freshly generated pair; ``generated`` comes from :func:`generate`
+        (slow: the API runs it off the event loop)."""
+        public, private_pem = generated
+        digest = idempotency.request_hash({"name": name, "description": description})
+        with self.store.write() as tx:
+            stored = idempotency.replay(tx, account, "createKeypair", token, digest)
+            if stored is not None:  # the private key was never kept (§6)
+                return stored
+            kp = self._insert(tx, account, name, description, public)
+            answer = {"keypair": self._view(kp)}
+            idempotency.remember(tx, account, "createKeypair", token, digest, answer, kp.created_at)
+        return {"keypair": self._view(kp, private_pem)}
+
+    @staticmethod
+    def generate() -> tuple[PublicKey, str]:
+        return generate_rsa_keypair()
+
+    def import_(self, account: str, body: dict, token: str | None) -> dict:
+        body = validation.body_object(body)
+        name = validation.keypair_name(body)
+        description = validation.keypair_description(body)
+        public = parse_public_key(validation.required_str(body, "publicKey"))
+        digest = idempotency.request_hash(
+            {"name": name, "description": description, "publicKey": public.openssh})
+        with self.store.write() as tx:
+            stored = idempotency.replay(tx, account, "importKeypair", token, digest)
+            if stored is not None:
+                return stored
+            kp = self._insert(tx, account, name, description, public)
+            answer = {"keypair": self._view(kp)}
+            idempotency.remember(tx, account, "importKeypair", token, digest, answer, kp.created_at)
+        return answer
+
+    def _insert(self, tx: Tx, account: str, name: str, description: str,
+                public: PublicKey) -> Keypair:
+        tx.lock_account(account)
+        blob_sha = hashlib.sha256(public.blob).hexdigest()
+        if tx.blob_exists(account, blob_sha):
+            raise BceError(ErrorCode.KeypairPublicKeyExist)
+        if tx.count_keypairs(account) >= self.quota:
+            raise BceError(ErrorCode.KeypairQuotaExceedLimit)
+        keypair_id = validation.new_id("k-")
+        while tx.id_taken("keypair", keypair_id):
+            keypair_id = validation.new_id("k-")
+        now = self.clock.now()
+        tx.insert_keypair({"id": keypair_id, "account": account, "name": name,
+                           "description": description, "public_key": public.openssh,
+                           "fingerprint": public.fingerprint, "blob_sha256": blob_sha,
+                           "created_at": now})
+        return tx.get_keypair(account, keypair_id)
+
+    # -- read -----------------------------------------------------------------------
+
+    def get(self, account: str, keypair_id: str) -> dict:
+        with self.store.read() as tx:
+            return {"keypair": self._view(self._existing(tx, account, keypair_id))}
+
+    def list(self, account: str, marker: str | None, max_keys: int, name: str | None) -> dict:
+        with self.store.read() as tx:
+            result = page(tx, "keypair", account, marker, max_keys,
+                          lambda start, limit: tx.list_keypairs(account, start, limit, name),
+                          lambda kp: kp.id)
+        result["keypairs"] = [self._view(kp) for kp in result.pop("items")]
+        return result
+
+    @staticmethod
+    def _existing(tx: Tx, account: str, keypair_id: str, *, for_update: bool = False) -> Keypair:
+        kp = tx.get_keypair(account, keypair_id, for_update=for_update)
+        if kp is None:
+            raise BceError(ErrorCode.KeypairNotExist)
+        return kp
+
+    # -- change ---------------------------------------------------------------------
+
+    def rename(self, account: str, keypair_id: str, body: dict) -> None:
+        name = validation.keypair_name(validation.body_object(body))
+        with self.store.write() as tx:
+            self._existing(tx, account, keypair_id, for_update=True)
+            tx.update_keypair(keypair_id, name=name)
+
+    def update_description(self, account: str, keypair_id: str, body: dict) -> None:
+        body = validation.body_object(body)
+        if "description" not in body:
+            raise BceError(ErrorCode.InappropriateJSON, "Field 'description' is required.")
+        description = validation.keypair_description(body)
+        with self.store.write() as tx:
+            self._existing(tx, account, keypair_id, for_update=True)
+            tx.update_keypair(keypair_id, description=description)
+
+    def delete(self, account: str, keypair_id: str) -> None:
+        with self.store.write() as tx:
+            kp = self._existing(tx, account, keypair_id, for_update=True)
+            if kp.instance_count:
+                raise BceError(ErrorCode.DeleteKeypairInUse)
+            tx.delete_keypair(kp)

@@ -1,0 +1,42 @@
+"""Plain records the domain works with; the store builds them from rows."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Keypair:
+    seq: int
+    id: str
+    account: str
+    name: str
+    description: str
+    public_key: str
+    fingerprint: str
+    created_at: float
+    instance_count: int = 0
+
+
+@dataclass(slots=True)
+class Instance:
+    seq: int
+    id: str
+    account: str
+    name: str
+    hostname: str
+    description: str
+    image_id: str
+    instance_type: str
+    cpu_count: int
+    memory_gb: int
+    zone_name: str
+    payment_timing: str
+    created_at: float
+    state: str
+    transition: str | None
+    transition_until: float
+    keypair_id: str | None
+    key_in_force_at: float | None
+    admin_pass_hash: str | None
+    first_key_at: float | None
+    keypair_name: str = ""

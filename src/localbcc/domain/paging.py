@@ -1,0 +1,31 @@
+"""Marker paging shared by every list (§4.4)."""
+from __future__ import annotations
+
+from typing import Callable, Sequence, TypeVar
+
+from ..errors import inappropriate
+from ..store.repo import Tx
+
+T = TypeVar("T")
+
+
+def page(tx: Tx, kind: str, account: str, marker: str | None, max_keys: int,
+         fetch: Callable[[int, int], Sequence[T]], id_of: Callable[[T], str]) -> dict:
+    """Items from ``marker`` (inclusive, possibly deleted since) in creation order.
+
+    ``fetch(start_seq, limit)`` returns items with ``seq >= start_seq`` in order.
+    Returns the list wrapper fields with the items under ``"items"``.
+    """
+    start = 0
+    if marker:
+        seq = tx.seq_of(kind, account, marker)
+        if seq is None:
+            raise inappropriate("marker", "names no item of this account")
+        start = seq
+    rows = list(fetch(start, max_keys + 1))
+    truncated = len(rows) > max_keys
+    result = {"marker": marker or "", "isTruncated": truncated, "maxKeys": max_keys,
+              "items": rows[:max_keys]}
+    if truncated:
+        result["nextMarker"] = id_of(rows[max_keys])
+    return result

@@ -1,0 +1,103 @@
+"""Start-up: open the store, make sure accounts exist, run uvicorn."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .api.app import App
+from .api.context import Context
+from .config import Settings
+from .store.accounts import Accounts
+from .store.db import SchemaMismatch, Store
+
+log = logging.getLogger("localbcc")
+_SETTINGS_ENV = "LOCALBCC_INTERNAL_SETTINGS"  # hands settings to --workers processes
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.database_url is None:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return Store(settings.resolved_database_url(), durability=settings.durability,
+                 pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+
+
+def build_app(settings: Settings, clock=None) -> App:
+    return App(Context(settings, open_store(settings), clock))
+
+
+def app_factory() -> App:
+    """Entry point of each worker process when --workers > 1."""
+    raw = json.loads(os.environ[_SETTINGS_ENV])
+    raw["data_dir"] = Path(raw["data_dir"])
+    settings = Settings(**raw)
+    configure_logging(settings.log_level)
+    return build_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def prepare(settings: Settings) -> tuple[str, str]:
+    """Create or check the schema and the accounts; returns the default account."""
+    store = open_store(settings)
+    try:
+        store.prepare()
+        return Accounts(store, _clock()).ensure(settings.credentials)
+    finally:
+        store.dispose()
+
+
+def _clock():
+    from .clock import Clock
+
+    return Clock()
+
+
+def banner(settings: Settings, access_key: str, secret_key: str) -> str:
+    endpoint = f"{settings.host}:{settings.port}"
+    return f"""localbcc is serving the BCC API
+  endpoint    http://{endpoint}
+  region      {settings.region}
+  database    {_safe_url(settings.resolved_database_url())}
+  access key  {access_key}
+  secret key  {secret_key}
+
+Try it with bce-python-sdk:
+  from baidubce.bce_client_configuration import BceClientConfiguration; from baidubce.auth.bce_credentials import BceCredentials; from baidubce.services.bcc.bcc_client import BccClient
+  client = BccClient(BceClientConfiguration(credentials=BceCredentials("{access_key}", "{secret_key}"), endpoint="{endpoint}"))
+  print(client.create_keypair(keypair_name="demo").keypair.keypair_id)
+"""
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    configure_logging(settings.log_level)
+    try:
+        access_key, secret_key = prepare(settings)
+    except SchemaMismatch as exc:
+        print(f"localbcc: {exc}", file=sys.stderr)
+        return 2
+    print(banner(settings, access_key, secret_key), flush=True)
+    common = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
+                  loop="uvloop", http="httptools", lifespan="on",
+                  timeout_keep_alive=30, timeout_graceful_shutdown=10)
+    if settings.workers > 1:
+        os.environ[_SETTINGS_ENV] = json.dumps(
+            dataclasses.asdict(settings) | {"data_dir": str(settings.data_dir)})
+        uvicorn.run("localbcc.server:app_factory", factory=True, workers=settings.workers, **common)
+    else:
+        uvicorn.run(build_app(settings), **common)
+    return 0

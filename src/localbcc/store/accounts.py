@@ -1,0 +1,70 @@
+"""Accounts: access key → secret key, cached for signature checks."""
+from __future__ import annotations
+
+import secrets
+
+from ..clock import Clock
+from .db import Store
+
+
+def new_credentials() -> tuple[str, str]:
+    return secrets.token_hex(16), secrets.token_hex(16)
+
+
+class Accounts:
+    def __init__(self, store: Store, clock: Clock):
+        self.store = store
+        self.clock = clock
+        self._cache: dict[str, str] = {}
+
+    def secret_of(self, access_key: str) -> str | None:
+        """Secrets never change once read (an account's secret is fixed), so a
+        hit is served from memory; a miss asks the database, which sees accounts
+        other processes or `localbcc account create` added."""
+        secret = self._cache.get(access_key)
+        if secret is None and len(access_key) <= 128:
+            with self.store.read() as tx:
+                secret = tx.secret_of(access_key)
+            if secret is not None:
+                self._cache[access_key] = secret
+        return secret
+
+    def ensure(self, credentials: str | None) -> tuple[str, str]:
+        """Store LOCALBCC_CREDENTIALS accounts (or create a default one on first
+        start) and return the default account's (access key, secret key)."""
+        pairs = parse_credentials(credentials) if credentials else []
+        with self.store.write() as tx:
+            for ak, sk in pairs:
+                tx.put_account(ak, sk, self.clock.now())
+            if pairs:
+                return pairs[0]
+            existing = tx.list_accounts()
+            if existing:
+                return existing[0][0], existing[0][1]
+            ak, sk = new_credentials()
+            tx.put_account(ak, sk, self.clock.now())
+            return ak, sk
+
+    def create(self) -> tuple[str, str]:
+        ak, sk = new_credentials()
+        with self.store.write() as tx:
+            tx.put_account(ak, sk, self.clock.now())
+        return ak, sk
+
+    def list(self) -> list[tuple[str, str, float]]:
+        with self.store.read() as tx:
+            return tx.list_accounts()
+
+
+def parse_credentials(text: str) -> list[tuple[str, str]]:
+    """``AK1:SK1,AK2:SK2`` → [(AK1, SK1), (AK2, SK2)]."""
+    pairs = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        ak, sep, sk = item.partition(":")
+        if not sep or not ak or not sk or len(ak) > 128 or len(sk) > 128:
+            raise ValueError(f"LOCALBCC_CREDENTIALS entry {ak or item[:8]!r}... is not ACCESS_KEY:SECRET_KEY")
+        pairs.append((ak, sk))
+    return pairs

@@ -1,0 +1,203 @@
+"""Queries, one method each, used inside a transaction. No rules live here:
+the domain decides, this module only reads and writes rows."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ..domain.models import Instance, Keypair
+from .schema import accounts, idempotency, instances, keypairs, tombstones
+
+_KP_COLS = (keypairs.c.seq, keypairs.c.id, keypairs.c.account, keypairs.c.name,
+            keypairs.c.description, keypairs.c.public_key, keypairs.c.fingerprint,
+            keypairs.c.created_at)
+_INST_COLS = tuple(c for c in instances.c)
+
+
+def _count_subquery():
+    return (select(func.count()).where(instances.c.keypair_id == keypairs.c.id)
+            .correlate(keypairs).scalar_subquery())
+
+
+class Tx:
+    """One open transaction."""
+
+    def __init__(self, conn: Connection, is_sqlite: bool):
+        self.conn = conn
+        self.is_sqlite = is_sqlite
+
+    def _lock(self, stmt, for_update: bool):
+        # SQLite takes a database-wide write lock at BEGIN IMMEDIATE; PostgreSQL
+        # locks the rows.
+        return stmt.with_for_update() if for_update and not self.is_sqlite else stmt
+
+    # -- accounts -----------------------------------------------------------------
+
+    def secret_of(self, access_key: str) -> str | None:
+        return self.conn.execute(
+            select(accounts.c.secret_key).where(accounts.c.access_key == access_key)
+        ).scalar()
+
+    def list_accounts(self) -> list[tuple[str, str, float]]:
+        rows = self.conn.execute(
+            select(accounts.c.access_key, accounts.c.secret_key, accounts.c.created_at)
+            .order_by(accounts.c.created_at, accounts.c.access_key))
+        return [tuple(r) for r in rows]
+
+    def put_account(self, access_key: str, secret_key: str, now: float) -> None:
+        current = self.secret_of(access_key)
+        if current is None:
+            self.conn.execute(insert(accounts).values(
+                access_key=access_key, secret_key=secret_key, created_at=now))
+        elif current != secret_key:
+            self.conn.execute(update(accounts).where(accounts.c.access_key == access_key)
+                              .values(secret_key=secret_key))
+
+    def lock_account(self, access_key: str) -> None:
+        """Serialise quota checks of one account (PostgreSQL row lock)."""
+        self.conn.execute(self._lock(
+            select(accounts.c.access_key).where(accounts.c.access_key == access_key), True))
+
+    # -- key pairs -------------------------------------------------------------
+
+    def count_keypairs(self, account: str) -> int:
+        return self.conn.execute(
+            select(func.count()).select_from(keypairs).where(keypairs.c.account == account)
+        ).scalar_one()
+
+    def blob_exists(self, account: str, blob_sha256: str) -> bool:
+        return self.conn.execute(
+            select(keypairs.c.seq).where(keypairs.c.account == account,
+                                         keypairs.c.blob_sha256 == blob_sha256)
+        ).first() is not None
+
+    def insert_keypair(self, values: dict[str, Any]) -> None:
+        self.conn.execute(insert(keypairs).values(**values))
+
+    def get_keypair(self, account: str, keypair_id: str, *, for_update: bool = False,
+                    with_count: bool = True) -> Keypair | None:
+        cols = _KP_COLS + ((_count_subquery(),) if with_count else ())
+        stmt = select(*cols).where(keypairs.c.id == keypair_id, keypairs.c.account == account)
+        row = self.conn.execute(self._lock(stmt, for_update)).first()
+        return Keypair(*row) if row else None
+
+    def keypair_names(self, ids: Iterable[str]) -> dict[str, str]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        rows = self.conn.execute(select(keypairs.c.id, keypairs.c.name)
+                                 .where(keypairs.c.id.in_(ids)))
+        return dict(rows.all())
+
+    def update_keypair(self, keypair_id: str, **values: Any) -> None:
+        self.conn.execute(update(keypairs).where(keypairs.c.id == keypair_id).values(**values))
+
+    def delete_keypair(self, keypair: Keypair) -> None:
+        self.conn.execute(delete(keypairs).where(keypairs.c.id == keypair.id))
+        self._tombstone("keypair", keypair.id, keypair.account, keypair.seq)
+
+    def list_keypairs(self, account: str, start_seq: int, limit: int,
+                      name: str | None) -> list[Keypair]:
+        stmt = (select(*_KP_COLS, _count_subquery())
+                .where(keypairs.c.account == account, keypairs.c.seq >= start_seq)
+                .order_by(keypairs.c.seq).limit(limit))
+        if name is not None:
+            stmt = stmt.where(keypairs.c.name == name)
+        return [Keypair(*r) for r in self.conn.execute(stmt)]
+
+    # -- paging ------------------------------------------------------------------
+
+    def seq_of(self, kind: str, account: str, item_id: str) -> int | None:
+        """The creation position of a live or deleted item of this account."""
+        table = keypairs if kind == "keypair" else instances
+        seq = self.conn.execute(select(table.c.seq).where(
+            table.c.id == item_id, table.c.account == account)).scalar()
+        if seq is None:
+            seq = self.conn.execute(select(tombstones.c.seq).where(
+                tombstones.c.kind == kind, tombstones.c.id == item_id,
+                tombstones.c.account == account)).scalar()
+        return seq
+
+    def _tombstone(self, kind: str, item_id: str, account: str, seq: int) -> None:
+        self.conn.execute(insert(tombstones).values(kind=kind, id=item_id, account=account, seq=seq))
+
+    # -- instances ----------------------------------------------------------------
+
+    def insert_instance(self, values: dict[str, Any]) -> None:
+        self.conn.execute(insert(instances).values(**values))
+
+    def get_instance(self, account: str, instance_id: str, *,
+                     for_update: bool = False) -> Instance | None:
+        found = self.get_instances(account, [instance_id], for_update=for_update)
+        return found.get(instance_id)
+
+    def get_instances(self, account: str, ids: list[str], *,
+                      for_update: bool = False) -> dict[str, Instance]:
+        if not ids:
+            return {}
+        stmt = (select(*_INST_COLS).where(instances.c.account == account,
+                                          instances.c.id.in_(ids))
+                .order_by(instances.c.seq))
+        return {i.id: i for i in self._instances(self._lock(stmt, for_update))}
+
+    def _instances(self, stmt) -> list[Instance]:
+        rows = self.conn.execute(stmt).all()
+        found = [Instance(*r) for r in rows]
+        names = self.keypair_names({i.keypair_id for i in found if i.keypair_id})
+        for inst in found:
+            inst.keypair_name = names.get(inst.keypair_id, "") if inst.keypair_id else ""
+        return found
+
+    def list_instances(self, account: str, start_seq: int, limit: int, *,
+                       keypair_id: str | None = None, ids: list[str] | None = None) -> list[Instance]:
+        stmt = (select(*_INST_COLS)
+                .where(instances.c.account == account, instances.c.seq >= start_seq)
+                .order_by(instances.c.seq))
+        if keypair_id is not None:
+            stmt = stmt.where(instances.c.keypair_id == keypair_id)
+        if ids is not None:
+            stmt = stmt.where(instances.c.id.in_(ids))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._instances(stmt)
+
+    def update_instances(self, ids: list[str], **values: Any) -> None:
+        if ids:
+            self.conn.execute(update(instances).where(instances.c.id.in_(ids)).values(**values))
+
+    def bind(self, ids: list[str], keypair_id: str | None, in_force_at: float | None) -> None:
+        """Bind (or with None, unbind) instances; the first key in force ends password logins."""
+        if not ids:
+            return
+        values: dict[str, Any] = {"keypair_id": keypair_id, "key_in_force_at": in_force_at}
+        if in_force_at is not None:
+            values["first_key_at"] = func.coalesce(instances.c.first_key_at, in_force_at)
+        self.update_instances(ids, **values)
+
+    def delete_instance(self, inst: Instance) -> None:
+        self.conn.execute(delete(instances).where(instances.c.id == inst.id))
+        self._tombstone("instance", inst.id, inst.account, inst.seq)
+
+    def id_taken(self, kind: str, item_id: str) -> bool:
+        table = keypairs if kind == "keypair" else instances
+        if self.conn.execute(select(table.c.seq).where(table.c.id == item_id)).first():
+            return True
+        return self.conn.execute(select(tombstones.c.seq).where(
+            tombstones.c.kind == kind, tombstones.c.id == item_id)).first() is not None
+
+    # -- idempotency ------------------------------------------------------------
+
+    def get_token(self, account: str, operation: str, token: str) -> tuple[str, str] | None:
+        row = self.conn.execute(
+            select(idempotency.c.request_hash, idempotency.c.response).where(
+                idempotency.c.account == account, idempotency.c.operation == operation,
+                idempotency.c.token == token)).first()
+        return (row[0], row[1]) if row else None
+
+    def put_token(self, account: str, operation: str, token: str, request_hash: str,
+                  response: str, now: float) -> None:
+        self.conn.execute(insert(idempotency).values(
+            account=account, operation=operation, token=token, request_hash=request_hash,
+            response=response, created_at=now))

@@ -1,0 +1,84 @@
+"""A real `localbcc serve` process for tests: start, wait for /healthz, kill, restart."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from baidubce.auth.bce_credentials import BceCredentials
+from baidubce.bce_client_configuration import BceClientConfiguration
+from baidubce.services.bcc.bcc_client import BccClient
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCALBCC = [sys.executable, "-m", "localbcc.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server process over one data directory; restartable."""
+
+    def __init__(self, data_dir: Path, credentials: dict[str, str], *, extra_args=(),
+                 env: dict[str, str] | None = None, database_url: str | None = None):
+        self.data_dir = data_dir
+        self.credentials = credentials
+        self.extra_args = list(extra_args)
+        self.env = env or {}
+        self.database_url = database_url
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir / "server.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> "Server":
+        args = LOCALBCC + ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+                           *self.extra_args]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        env = os.environ | {"LOCALBCC_CREDENTIALS": ",".join(f"{a}:{s}" for a, s in self.credentials.items()),
+                            "PYTHONUNBUFFERED": "1"} | self.env
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://{self.endpoint}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def client(self, access_key: str | None = None) -> BccClient:
+        ak = access_key or next(iter(self.credentials))
+        config = BceClientConfiguration(credentials=BceCredentials(ak, self.credentials[ak]),
+                                        endpoint=self.endpoint)
+        return BccClient(config)
