@@ -23,7 +23,7 @@ Never put a secret key or a whole Authorization header into a message or log.
 """
 from __future__ import annotations
 
-import calendar
+import datetime
 import hashlib
 import hmac
 import math
@@ -190,6 +190,11 @@ def signing_key(secret_key: str, auth_prefix: str) -> str:
     return hmac.digest(secret_key.encode("utf-8"), auth_prefix.encode("utf-8"), "sha256").hex()
 
 
+# bytes.translate tables XOR-ing every byte with HMAC's ipad / opad.
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
 @lru_cache(maxsize=1024)
 def _signing_hmac(secret_key: str, auth_prefix: bytes) -> tuple[Any, Any]:
     """Cached HMAC state keyed by the signing key: SHA-256 objects that have
@@ -200,10 +205,6 @@ def _signing_hmac(secret_key: str, auth_prefix: bytes) -> tuple[Any, Any]:
     inner = hashlib.sha256(key.translate(_IPAD))
     outer = hashlib.sha256(key.translate(_OPAD))
     return inner, outer
-
-
-_IPAD = bytes(b ^ 0x36 for b in range(256))
-_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 def _hmac_with(state: tuple[Any, Any], message: bytes) -> bytes:
@@ -266,14 +267,17 @@ _AUTH_RE = re.compile(
 
 @lru_cache(maxsize=1024)
 def _parse_timestamp(value: bytes) -> float | None:
-    """Epoch seconds of a ``YYYY-MM-DDTHH:MM:SSZ`` timestamp, None if not a real date."""
+    """Epoch seconds of a ``YYYY-MM-DDTHH:MM:SSZ`` timestamp (format already
+    checked by :data:`_AUTH_RE`), None if it is not a real date-time."""
     try:
-        parsed = time.strptime(value.decode("ascii"), "%Y-%m-%dT%H:%M:%SZ")
+        when = datetime.datetime(
+            int(value[0:4]), int(value[5:7]), int(value[8:10]),
+            int(value[11:13]), int(value[14:16]), int(value[17:19]),
+            tzinfo=datetime.timezone.utc,
+        )
     except ValueError:
         return None
-    if parsed.tm_sec > 59:  # strptime accepts leap seconds (60, 61)
-        return None
-    return float(calendar.timegm(parsed))
+    return when.timestamp()
 
 
 def _malformed(why: str) -> BceError:
@@ -330,7 +334,8 @@ class Verifier:
             raise BceError(ErrorCode.InvalidAccessKeyId)
 
         now = self._clock.now()
-        if now > issued + expiration:
+        # float - float vs int: exact, and no overflow for absurdly large expirations.
+        if now - issued > expiration:
             raise BceError(ErrorCode.RequestExpired, "The request has expired.")
         if issued - now > self._max_future_skew:
             raise BceError(ErrorCode.RequestExpired, "The request timestamp is too far in the future.")
