@@ -9,7 +9,9 @@ import typer
 from . import __version__
 from .config import Settings
 
-app = typer.Typer(help="localbcc: a local, BCC-compatible key pair and instance service.",
+app = typer.Typer(help="localbcc: a local, BCC-compatible key pair and instance service.\n\n"
+                       "Every option can also be set with a LOCALBCC_* environment variable "
+                       "(e.g. LOCALBCC_PORT); `localbcc serve --help` lists them.",
                   no_args_is_help=True, add_completion=False)
 account_app = typer.Typer(help="Manage accounts (access key / secret key pairs).", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance: migrations.", no_args_is_help=True)

@@ -39,6 +39,9 @@ ALL_FLAGS = frozenset(f for table in ROUTES.values() for f in table if f)
 
 def resolve(method: str, path: str, query: dict[str, str]) -> tuple[Handler, str | None, str | None]:
     """(handler, item id, flag) for a /v2 request, or a BceError."""
+    # A NUL can name nothing, and PostgreSQL refuses it in text (a 500 otherwise).
+    if "\x00" in path or any("\x00" in k or "\x00" in v for k, v in query.items()):
+        raise BceError(ErrorCode.InvalidURI, "The request URI contains a NUL character.")
     parts = path.split("/")
     # parts: ['', 'v2', resource, id?]; a trailing slash is tolerated
     if len(parts) > 3 and parts[-1] == "":

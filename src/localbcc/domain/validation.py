@@ -37,6 +37,8 @@ def optional_str(body: dict, field: str) -> str | None:
     value = body.get(field)
     if value is not None and not isinstance(value, str):
         raise inappropriate(field, "must be a string")
+    if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in text
+        raise inappropriate(field, "must not contain NUL characters")
     return value
 
 
