@@ -182,11 +182,7 @@ class InstanceService:
         with self.store.write() as tx:
             kp = self._keypair(tx, account, keypair_id)
             now = self.clock.now()
-            found = self._bindable(tx, account, ids, now)
-            for iid in ids:
-                if found[iid].keypair_id == kp.id:
-                    raise BceError(ErrorCode.AttachAttachedKeypair,
-                                   f"Can not attach to an attached keypair: {iid}.")
+            found = self._bindable(tx, account, ids, now, attaching=kp.id)
             running = [i for i in ids if lifecycle.status(found[i], now) == RUNNING]
             stopped = [i for i in ids if i not in set(running)]
             until = self._transition(tx, running, RUNNING, "restart", now)
@@ -202,8 +198,10 @@ class InstanceService:
             tx.bind([i for i in ids if found[i].keypair_id == kp.id], None, None)
         return {"failedInstanceIdList": []}
 
-    def _bindable(self, tx: Tx, account: str, ids: list[str], now: float) -> dict[str, Instance]:
-        """Checks 2a–2c of §4.6, in the order the ids were given."""
+    def _bindable(self, tx: Tx, account: str, ids: list[str], now: float,
+                  attaching: str | None = None) -> dict[str, Instance]:
+        """Checks 2a–2c of §4.6 (and 2d when ``attaching`` names the pair): every
+        check on one instance before the next instance, in the order given."""
         found = tx.get_instances(account, ids, for_update=True)
         for iid in ids:
             inst = found.get(iid)
@@ -213,6 +211,9 @@ class InstanceService:
                 raise BceError(ErrorCode.UnsupportOsType)
             if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
                 raise BceError(ErrorCode.KeypairInstanceStatusForbidden)
+            if attaching is not None and inst.keypair_id == attaching:
+                raise BceError(ErrorCode.AttachAttachedKeypair,
+                               f"Can not attach to an attached keypair: {iid}.")
         return found
 
     # -- helpers ----------------------------------------------------------------------------------
