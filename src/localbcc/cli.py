@@ -59,6 +59,18 @@ def serve(
                                   help="debug, info, warning or error."),
     credentials: Optional[str] = typer.Option(None, envvar="LOCALBCC_CREDENTIALS", show_default=False,
                                               help="Accounts as AK1:SK1,AK2:SK2; the first is the default."),
+    ssh: bool = typer.Option(True, "--ssh/--no-ssh", envvar="LOCALBCC_SSH",
+                             help="Give every running Linux instance an SSH endpoint (docs/ssh.md)."),
+    ssh_port: int = typer.Option(2222, envvar="LOCALBCC_SSH_PORT", min=1, max=65535,
+                                 help="SSH port shared by the instances' loopback addresses "
+                                      "(port layout: the base, instance n gets port+n)."),
+    ssh_serve: str = typer.Option("auto", envvar="LOCALBCC_SSH_SERVE",
+                                  help="'auto': serve SSH unless another process on this database "
+                                       "does (then stand by); 'force': serve anyway."),
+    ssh_endpoints: str = typer.Option("auto", envvar="LOCALBCC_SSH_ENDPOINTS",
+                                      help="'address': one loopback address per instance, one port; "
+                                           "'port': 127.0.0.1, one port per instance; 'auto': address "
+                                           "if 127.16.0.1 can be bound."),
 ) -> None:
     """Run the BCC-compatible HTTP service."""
     from .server import serve as run
@@ -70,6 +82,12 @@ def serve(
                         transition_seconds=transition_seconds, durability=durability,
                         workers=workers, log_level=log_level, credentials=credentials,
                         db_pool_size=db_pool_size, db_max_overflow=db_max_overflow)
+    if ssh_serve not in ("auto", "force"):
+        raise typer.BadParameter("must be 'auto' or 'force'", param_hint="--ssh-serve")
+    if ssh_endpoints not in ("auto", "address", "port"):
+        raise typer.BadParameter("must be 'auto', 'address' or 'port'", param_hint="--ssh-endpoints")
+    settings.ssh, settings.ssh_port = ssh, ssh_port
+    settings.ssh_serve, settings.ssh_endpoints = ssh_serve, ssh_endpoints
     try:
         code = run(settings)
     except ValueError as exc:

@@ -22,6 +22,8 @@ class Settings:
     db_max_overflow: int = 5
     ssh: bool = True
     ssh_port: int = 2222
+    ssh_serve: str = "auto"  # "auto": unless another process serves this database's SSH; "force"
+    ssh_endpoints: str = "auto"  # "address" (one loopback address each), "port" (one port each)
 
     def resolved_database_url(self) -> str:
         from .store.db import sqlite_url

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..errors import BceError, ErrorCode
+from .. import ssh
 from .context import Context
 from .request import Request
 from .routes import resolve
@@ -41,8 +42,11 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # SSH endpoints of Running instances are reachable before /healthz answers.
+                self._ssh = await ssh.start_service(self.ctx)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await ssh.stop_service(getattr(self, "_ssh", None))
                 self.ctx.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

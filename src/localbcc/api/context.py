@@ -13,6 +13,7 @@ from ..domain.instances import InstanceService
 from ..domain.keypairs import KeypairService
 from ..store.accounts import Accounts
 from ..store.db import Store
+from ..ssh.view import SshView
 
 
 class Context:
@@ -25,6 +26,7 @@ class Context:
         self.keypairs = KeypairService(store, self.clock, settings.region, settings.keypair_quota)
         self.instances = InstanceService(store, self.clock, settings.region,
                                          settings.transition_seconds)
+        self.instances.ssh = SshView.from_settings(settings)  # SSH fields of instances
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="localbcc-cpu")
         self._db = None if store.is_sqlite else ThreadPoolExecutor(
             max_workers=settings.db_pool_size + settings.db_max_overflow,

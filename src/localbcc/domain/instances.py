@@ -12,9 +12,13 @@ from .models import Instance, Keypair
 from .paging import page
 from .passwords import decrypt_admin_pass, hash_password
 from .timefmt import iso
+from ..ssh.hostkeys import new_host_key
 
 
 class InstanceService:
+    #: The SSH fields of the instance object (localbcc.ssh.view.SshView); set by Context.
+    ssh = None
+
     def __init__(self, store: Store, clock: Clock, region: str, transition_seconds: float):
         self.store = store
         self.clock = clock
@@ -37,6 +41,7 @@ class InstanceService:
             "publicIp": network.public_ip(inst.seq),
             "keypairId": inst.keypair_id or "", "keypairName": inst.keypair_name,
             "keypairInForce": lifecycle.key_in_force(inst, now),
+            **(self.ssh.wire(inst, now) if self.ssh is not None else {}),
         }
 
     # -- create ---------------------------------------------------------------------------
@@ -85,6 +90,7 @@ class InstanceService:
                     "key_in_force_at": until if keypair_id else None,
                     "admin_pass_hash": pass_hash,
                     "first_key_at": until if keypair_id else None,
+                    **new_host_key(),
                 })
             answer = {"instanceIds": ids}
             idempotency.remember(tx, account, "createInstance", token, digest, answer, now)

@@ -39,4 +39,8 @@ class Instance:
     key_in_force_at: float | None
     admin_pass_hash: str | None
     first_key_at: float | None
+    ssh_host_key: str | None = None  # ed25519 seed, hex (localbcc.ssh.hostkeys)
+    ssh_host_public_key: str | None = None
+    ssh_host_fingerprint: str | None = None
+    ssh_error: str | None = None  # why its SSH endpoint could not be opened
     keypair_name: str = ""

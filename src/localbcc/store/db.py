@@ -21,7 +21,7 @@ log = logging.getLogger("localbcc.store")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The Alembic revision this code expects; a test checks it is the head.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 class SchemaMismatch(RuntimeError):

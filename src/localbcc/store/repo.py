@@ -201,3 +201,42 @@ class Tx:
         self.conn.execute(insert(idempotency).values(
             account=account, operation=operation, token=token, request_hash=request_hash,
             response=response, created_at=now))
+
+    # -- SSH endpoints (localbcc.ssh) ------------------------------------------------
+
+    def ssh_instance(self, instance_id: str) -> tuple[Instance, str | None] | None:
+        """An instance of any account by id, with the public key of its bound pair."""
+        row = self.conn.execute(
+            select(*_INST_COLS, keypairs.c.public_key)
+            .select_from(instances.outerjoin(keypairs, instances.c.keypair_id == keypairs.c.id))
+            .where(instances.c.id == instance_id)).first()
+        if row is None:
+            return None
+        return Instance(*row[:-1]), row[-1]
+
+    def ssh_endpoints(self) -> list[tuple]:
+        """What the SSH service needs of every instance, in creation order:
+        (id, seq, image_id, state, transition, transition_until, ssh_error)."""
+        c = instances.c
+        return [tuple(r) for r in self.conn.execute(
+            select(c.id, c.seq, c.image_id, c.state, c.transition, c.transition_until, c.ssh_error)
+            .order_by(c.seq))]
+
+    def set_ssh_error(self, instance_id: str, error: str | None) -> None:
+        self.conn.execute(update(instances).where(instances.c.id == instance_id)
+                          .values(ssh_error=error))
+
+    def set_ssh_host_key(self, instance_id: str, values: dict[str, str]) -> None:
+        """Give an instance that has none a host key (rows written by hand)."""
+        self.conn.execute(update(instances).where(instances.c.id == instance_id,
+                                                  instances.c.ssh_host_key.is_(None))
+                          .values(**values))
+
+    def ssh_signature(self) -> tuple:
+        """Changes whenever an instance is created, released or starts a
+        transition (each sets a new transition_until): the SSH service's cue
+        to read ssh_endpoints() again."""
+        c = instances.c
+        return tuple(self.conn.execute(select(
+            func.count(), func.max(c.seq), func.max(c.transition_until),
+            func.sum(c.transition_until))).one())

@@ -81,6 +81,13 @@ instances = Table(
     # Password login works until the first key pair comes in force.
     Column("admin_pass_hash", String(256), nullable=True),
     Column("first_key_at", Float, nullable=True),
+    # SSH (migration 0002): the instance's ed25519 host key (seed hex, public
+    # line, SHA256 fingerprint), generated once at creation; and why the process
+    # serving SSH could not open its endpoint (NULL: it could, or nobody tried).
+    Column("ssh_host_key", String(64), nullable=True),
+    Column("ssh_host_public_key", String(128), nullable=True),
+    Column("ssh_host_fingerprint", String(64), nullable=True),
+    Column("ssh_error", String(256), nullable=True),
     Index("ix_instances_account_seq", "account", "seq"),
     Index("ix_instances_keypair", "keypair_id"),
     sqlite_autoincrement=True,
