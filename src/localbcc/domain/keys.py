@@ -51,7 +51,8 @@ _PEM_LABELS = ("PUBLIC KEY", "RSA PUBLIC KEY")
 _EC_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _TYPE_WORD_RE = re.compile(rb"[a-z0-9][a-z0-9@.\-]*")
-_LOADER_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error, struct.error)
+_LOADER_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error, struct.error,
+                  NotImplementedError)  # cryptography: "Need uncompressed point" (ECDSA)
 
 
 @dataclass(frozen=True)
