@@ -59,6 +59,12 @@ def serve(
                                   help="debug, info, warning or error."),
     credentials: Optional[str] = typer.Option(None, envvar="LOCALBCC_CREDENTIALS", show_default=False,
                                               help="Accounts as AK1:SK1,AK2:SK2; the first is the default."),
+    header_timeout: float = typer.Option(10.0, envvar="LOCALBCC_HEADER_TIMEOUT", min=0.1,
+                                         help="Seconds a client has to send a request's headers."),
+    body_timeout: float = typer.Option(30.0, envvar="LOCALBCC_BODY_TIMEOUT", min=0.1,
+                                       help="Seconds a client has to send a request's body (408 after)."),
+    metrics_public: bool = typer.Option(False, "--metrics-public", envvar="LOCALBCC_METRICS_PUBLIC",
+                                        help="Serve GET /metrics to every client, not only loopback."),
     ssh: bool = typer.Option(True, "--ssh/--no-ssh", envvar="LOCALBCC_SSH",
                              help="Give every running Linux instance an SSH endpoint (docs/ssh.md)."),
     ssh_port: int = typer.Option(2222, envvar="LOCALBCC_SSH_PORT", min=1, max=65535,
@@ -81,7 +87,9 @@ def serve(
                         region=region, keypair_quota=keypair_quota,
                         transition_seconds=transition_seconds, durability=durability,
                         workers=workers, log_level=log_level, credentials=credentials,
-                        db_pool_size=db_pool_size, db_max_overflow=db_max_overflow)
+                        db_pool_size=db_pool_size, db_max_overflow=db_max_overflow,
+                        header_timeout=header_timeout, body_timeout=body_timeout,
+                        metrics_public=metrics_public)
     if ssh_serve not in ("auto", "force"):
         raise typer.BadParameter("must be 'auto' or 'force'", param_hint="--ssh-serve")
     if ssh_endpoints not in ("auto", "address", "port"):

@@ -24,6 +24,10 @@ class Settings:
     ssh_port: int = 2222
     ssh_serve: str = "auto"  # "auto": unless another process serves this database's SSH; "force"
     ssh_endpoints: str = "auto"  # "address" (one loopback address each), "port" (one port each)
+    # Slow clients (docs/reliability.md): seconds to send a request's headers / its body.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    metrics_public: bool = False  # serve GET /metrics to non-loopback clients too
 
     def resolved_database_url(self) -> str:
         from .store.db import sqlite_url

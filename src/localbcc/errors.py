@@ -24,6 +24,10 @@ class ErrorCode(enum.Enum):
     InvalidURI = (400, "The request URI matches no operation.")
     InvalidVersion = (404, "The API version is not supported; use /v2.")
     RequestEntityTooLarge = (413, "The request body exceeds 1 MiB.")
+    # Slow or broken clients (docs/reliability.md): headers or body not received
+    # in time, or bytes that are not HTTP/1.1 at all.
+    RequestTimeout = (408, "The request was not received in time.")
+    InvalidHTTPRequest = (400, "The HTTP request is malformed.")
     IdempotentParameterMismatch = (403, "The clientToken was already used with a different request.")
     ServiceUnavailable = (503, "The service is temporarily unavailable; retry later.")
     InternalError = (500, "Internal error.")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .api.app import App
 from .api.context import Context
+from .api.protocol import LimitedHttpToolsProtocol
 from .config import Settings
 from .store.accounts import Accounts
 from .store.db import SchemaMismatch, Store
@@ -26,7 +27,24 @@ def open_store(settings: Settings) -> Store:
 
 
 def build_app(settings: Settings, clock=None) -> App:
+    LimitedHttpToolsProtocol.header_timeout = settings.header_timeout
+    LimitedHttpToolsProtocol.body_timeout = settings.body_timeout
     return App(Context(settings, open_store(settings), clock))
+
+
+def _raise_fd_limit() -> None:
+    """Allow as many open connections as the hard limit permits (the soft limit
+    is often 1024): one client holding many sockets must not starve the rest."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 16
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # not fatal: serve with what we have
+        log.debug("could not raise RLIMIT_NOFILE")
 
 
 def app_factory() -> App:
@@ -91,8 +109,13 @@ def serve(settings: Settings) -> int:
         print(f"localbcc: {exc}", file=sys.stderr)
         return 2
     print(banner(settings, access_key, secret_key), flush=True)
+    _raise_fd_limit()
+    # Slow clients (docs/reliability.md): headers within header_timeout (the
+    # protocol), body within body_timeout (the protocol ends it, the app says 408),
+    # idle keep-alive 30 s.
+    # SIGTERM: stop accepting, let in-flight requests finish (up to 10 s).
     common = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
-                  loop="uvloop", http="httptools", lifespan="on",
+                  loop="uvloop", http=LimitedHttpToolsProtocol, lifespan="on",
                   timeout_keep_alive=30, timeout_graceful_shutdown=10)
     if settings.workers > 1:
         os.environ[_SETTINGS_ENV] = json.dumps(

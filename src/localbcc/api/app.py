@@ -16,7 +16,10 @@ import orjson
 
 from ..errors import BceError, ErrorCode
 from .. import ssh
+from . import openapi
 from .context import Context
+from .metrics import CONTENT_TYPE as _METRICS_TYPE, Metrics, is_loopback
+from .protocol import BODY_TIMEOUT_KEY
 from .request import Request
 from .routes import resolve
 
@@ -25,12 +28,17 @@ access_log = logging.getLogger("localbcc.access")
 
 MAX_BODY = 1 << 20
 _JSON = (b"content-type", b"application/json;charset=UTF-8")
-_PUBLIC = {"/healthz"}
+_PUBLIC = {"/healthz", "/openapi.json", "/metrics"}  # no signature needed
+_CLOSE = (b"connection", b"close")
+#: Errors after which the rest of the request is not read: close the connection.
+_CLOSING = frozenset({ErrorCode.RequestEntityTooLarge, ErrorCode.RequestTimeout})
 
 
 class App:
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.metrics = Metrics()
+        self.metrics_public = ctx.settings.metrics_public
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] == "http":
@@ -56,33 +64,72 @@ class App:
         request_id = str(uuid.uuid4())
         method, path = scope["method"], scope["path"]
         req = Request(method, path, {}, request_id)
+        if path in _PUBLIC:
+            return await self._public(scope, send, req, started)
+        code, close = "OK", False
+        self.metrics.in_flight += 1
         try:
-            if path in _PUBLIC:
-                status, payload = 200, {"status": "ok"}
-            else:
-                status, payload = 200, await self._operation(scope, receive, req)
+            status, payload = 200, await self._operation(scope, receive, req)
         except BceError as err:
-            status, payload = err.status, {"requestId": request_id, "code": err.code.wire,
+            code, close = err.code.wire, err.code in _CLOSING
+            status, payload = err.status, {"requestId": request_id, "code": code,
                                            "message": err.message}
         except Exception:  # never a traceback on the wire
-            log.exception("internal error in %s %s (request %s)", method, path, request_id)
-            status, payload = 500, {"requestId": request_id, "code": ErrorCode.InternalError.wire,
+            log.exception("internal error in %s %s (request %s)", method, _printable(path),
+                          request_id)
+            code = ErrorCode.InternalError.wire
+            status, payload = 500, {"requestId": request_id, "code": code,
                                     "message": ErrorCode.InternalError.default_message}
         body = orjson.dumps(payload) if payload is not None else b""
         headers = [(b"x-bce-request-id", request_id.encode()),
                    (b"content-length", str(len(body)).encode())]
         if body:
             headers.append(_JSON)
+        if close:
+            headers.append(_CLOSE)  # the body was left unread: do not parse it as a request
+        self.metrics.in_flight -= 1
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        handler = scope.get("localbcc.handler")
+        self._done(req, handler.__name__ if handler is not None else "none", code, status, started)
+
+    def _done(self, req: Request, operation: str, code: str, status: int, started: float) -> None:
+        """Metrics and the access log line (no secrets: ids, names and codes only)."""
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(operation, code, elapsed)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info("request_id=%s ak=%s method=%s path=%s flag=%s status=%d ms=%.2f",
-                            request_id, req.account or "-", method, path, req.flag or "-",
-                            status, (time.perf_counter() - started) * 1000)
+            access_log.info("request_id=%s ak=%s method=%s path=%s flag=%s op=%s status=%d "
+                            "code=%s ms=%.2f", req.request_id, req.account or "-", req.method,
+                            _printable(req.path), req.flag or "-", operation, status, code,
+                            elapsed * 1000)
+
+    async def _public(self, scope: dict, send, req: Request, started: float) -> None:
+        """/healthz, /openapi.json and /metrics: unsigned, outside the /v2 API."""
+        path, code, status, ctype = req.path, "OK", 200, _JSON[1]
+        if path == "/healthz":
+            body = b'{"status":"ok"}'
+        elif req.method not in ("GET", "HEAD"):
+            code, status = ErrorCode.InvalidURI.wire, 400
+        elif path == "/openapi.json":
+            body = openapi.document_bytes()
+        elif self.metrics_public or is_loopback(scope.get("client")):
+            body, ctype = self.metrics.render(), _METRICS_TYPE
+        else:
+            code, status = ErrorCode.AccessDenied.wire, 403
+        if code != "OK":
+            err = ErrorCode[code]
+            message = ("GET /metrics is served to loopback clients only (see --metrics-public)."
+                       if err is ErrorCode.AccessDenied else err.default_message)
+            body = orjson.dumps({"requestId": req.request_id, "code": code, "message": message})
+        headers = [(b"x-bce-request-id", req.request_id.encode()),
+                   (b"content-length", str(len(body)).encode()), (b"content-type", ctype)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else body})
+        self._done(req, path.strip("/").replace(".", "_"), code, status, started)
 
     async def _operation(self, scope: dict, receive, req: Request) -> Any:
         headers = scope["headers"]
-        length = _content_length(headers)
+        length = _body_length(headers)
         if length is not None and length > MAX_BODY:
             raise BceError(ErrorCode.RequestEntityTooLarge)
         pairs = _query_pairs(scope["query_string"])
@@ -91,7 +138,9 @@ class App:
         req.secret_key = self.ctx.accounts.secret_of(req.account) or ""
         _check_version(req.path)
         handler, req.item_id, req.flag = resolve(req.method, req.path, req.query)
-        req.body = await _read_body(receive)
+        scope["localbcc.handler"] = handler  # for metrics and the access log
+        if length != 0:  # a body was announced (Content-Length, or chunked: None)
+            req.body = await _read_body(receive, scope)
         return await handler(self.ctx, req)
 
 
@@ -114,23 +163,34 @@ def _query_pairs(raw: bytes) -> list[tuple[str, str]]:
         raise BceError(ErrorCode.InvalidURI, "The query string is not valid.") from None
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+def _body_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The announced body length: Content-Length, None when chunked (unknown
+    until read), 0 when neither header is there (HTTP/1.1: no body)."""
+    length = 0
     for name, value in headers:
         if name == b"content-length":
             try:
                 return int(value)
             except ValueError:
                 return None
-    return None
+        if name == b"transfer-encoding":
+            length = None
+    return length
 
 
-async def _read_body(receive) -> bytes:
-    """Read the body, refusing (413) as soon as it passes 1 MiB."""
+def _printable(text: str) -> str:
+    """Text safe for one log line: control characters (a decoded %0A) escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+async def _read_body(receive, scope: dict) -> bytes:
+    """Read the body, refusing (413) as soon as it passes 1 MiB, and (408) one
+    that the protocol cut short because it was too slow (api/protocol.py)."""
     chunks, size = [], 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            break
+        if message["type"] == "http.disconnect":  # never act on half a body
+            raise BceError(ErrorCode.RequestTimeout, "The client went away before sending the body.")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
@@ -138,4 +198,6 @@ async def _read_body(receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    if BODY_TIMEOUT_KEY in scope:
+        raise BceError(ErrorCode.RequestTimeout, "The request body was not received in time.")
     return b"".join(chunks)

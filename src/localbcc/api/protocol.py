@@ -1,0 +1,129 @@
+"""uvicorn's httptools protocol, hardened against slow and broken clients.
+
+uvicorn bounds the idle time *between* requests (``timeout_keep_alive``) but
+not the time a client takes to send a request: a client that connects and
+sends nothing, or trickles its headers or its body a byte at a time, would
+hold its connection (a file descriptor, a little memory, and for a body the
+request's task) for ever. This protocol gives every request
+
+* ``header_timeout`` seconds to complete its headers, counted from the
+  connection (first request) or the request's first byte (later ones on a
+  kept-alive connection); after that it answers 408 ``RequestTimeout`` in the
+  BCE envelope itself and closes;
+* ``body_timeout`` seconds, from the end of the headers, to complete its body;
+  after that it ends the body early and marks the scope
+  (``scope["localbcc.body_timeout"]``), so the application answers 408 with
+  its own request id and access log line, then the connection closes. A client
+  still trickling a body the application did not want (answered early, e.g.
+  403) is simply disconnected.
+
+It also answers bytes that are not HTTP/1.1 with a BCE envelope (400
+``InvalidHTTPRequest``) instead of uvicorn's plain-text 400, so every answer
+a client can get from localbcc is the envelope the SDKs parse.
+
+Cost per request: a few attribute stores, no allocation. The deadlines are
+checked by one timer per connection, re-armed when it fires.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..errors import ErrorCode
+
+access_log = logging.getLogger("localbcc.access")
+BODY_TIMEOUT_KEY = "localbcc.body_timeout"
+
+
+def raw_error(code: ErrorCode, message: str | None = None) -> bytes:
+    """A complete ``Connection: close`` HTTP/1.1 error response in the BCE envelope."""
+    request_id = str(uuid.uuid4())
+    body = orjson.dumps({"requestId": request_id, "code": code.wire,
+                         "message": message or code.default_message})
+    reason = {400: "Bad Request", 408: "Request Timeout"}.get(code.status, "Error")
+    head = (f"HTTP/1.1 {code.status} {reason}\r\n"
+            f"x-bce-request-id: {request_id}\r\n"
+            "content-type: application/json;charset=UTF-8\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n")
+    access_log.info("request_id=%s ak=- method=- path=- flag=- op=none status=%d code=%s",
+                    request_id, code.status, code.wire)
+    return head.encode("ascii") + body
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    #: Seconds a client has to send a request's headers, and then its body;
+    #: server.py sets both from Settings.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._awaiting_headers = True  # the first request's clock starts at connect
+        self._reading_body = False
+        self._since = self.loop.time()  # when the current phase started
+        self._timer = self.loop.call_later(self.header_timeout, self._check)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._awaiting_headers:
+            self._awaiting_headers = True
+            self._since = self.loop.time()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._reading_body = True
+        self._since = self.loop.time()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_body = False
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        left = self.header_timeout
+        if self._awaiting_headers:
+            left = self._since + self.header_timeout - now
+            idle = self.cycle is None or self.cycle.response_complete
+            if left <= 0 and idle:  # never interleave with a response being written
+                self.transport.write(raw_error(ErrorCode.RequestTimeout,
+                                               "The request headers were not received in time."))
+                self.transport.close()
+                return
+        elif self._reading_body:
+            left = self._since + self.body_timeout - now
+            if left <= 0:
+                self._body_timed_out()
+                if self.transport.is_closing():
+                    return
+                left = self.header_timeout
+        self._timer = self.loop.call_later(max(left, 0.05), self._check)
+
+    def _body_timed_out(self) -> None:
+        self._reading_body = False
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or cycle.disconnected:
+            self.transport.close()  # nobody waits for this body: drop the connection
+            return
+        # End the body here; the application sees the mark and answers 408.
+        cycle.scope[BODY_TIMEOUT_KEY] = True  # type: ignore[literal-required]
+        cycle.more_body = False
+        cycle.message_event.set()
+        self.flow.pause_reading()  # ignore the rest; the 408 closes the connection
+
+    def send_400_response(self, msg: str) -> None:
+        self.transport.write(raw_error(ErrorCode.InvalidHTTPRequest))
+        self.transport.close()
