@@ -42,6 +42,16 @@ class Server:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.database_url else "sqlite"
+
+    def database(self) -> str:
+        """The server's database as a SQLAlchemy URL (to check state in SQL)."""
+        from localbcc.store.db import normalize_url, sqlite_url
+
+        return normalize_url(self.database_url) if self.database_url else sqlite_url(self.data_dir.resolve())
+
     def start(self, timeout: float = 20.0) -> "Server":
         args = LOCALBCC + ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
                            *self.extra_args]

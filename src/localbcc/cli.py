@@ -14,7 +14,8 @@ app = typer.Typer(help="localbcc: a local, BCC-compatible key pair and instance 
                        "(e.g. LOCALBCC_PORT); `localbcc serve --help` lists them.",
                   no_args_is_help=True, add_completion=False)
 account_app = typer.Typer(help="Manage accounts (access key / secret key pairs).", no_args_is_help=True)
-db_app = typer.Typer(help="Database maintenance: migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance: migrations, checks, export and import.",
+                     no_args_is_help=True)
 app.add_typer(account_app, name="account")
 app.add_typer(db_app, name="db")
 
@@ -148,9 +149,96 @@ def account_list(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl,
 @db_app.command("upgrade")
 def db_upgrade(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
     """Apply database migrations up to this version's schema."""
+    from .store.db import SchemaMismatch
+
     store = _store(data_dir, database_url)
-    store.upgrade()
+    try:
+        store.upgrade()
+    except SchemaMismatch as exc:
+        typer.echo(f"localbcc: {exc}", err=True)
+        raise typer.Exit(2)
+    finally:
+        store.dispose()
     typer.echo(f"database at revision {store.current_revision()}")
+
+
+@db_app.command("check")
+def db_check(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
+    """Exit 0 if the database schema is the one this localbcc needs; else say what to do (exit 2)."""
+    from .store.db import SCHEMA_REVISION, SchemaMismatch
+
+    store = _store(data_dir, database_url)
+    try:
+        store.check()
+    except SchemaMismatch as exc:
+        typer.echo(f"localbcc: {exc}", err=True)
+        raise typer.Exit(2)
+    finally:
+        store.dispose()
+    typer.echo(f"database schema at revision {SCHEMA_REVISION}: up to date")
+
+
+@db_app.command("export")
+def db_export(file: str = typer.Argument(..., help="Where to write (JSON lines); - for stdout."),
+              data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
+    """Write all state (accounts, key pairs, instances, ...) to FILE, from one snapshot;
+    the servers may keep running. Format: docs/storage.md."""
+    import os
+    import sys
+
+    from .store.db import SchemaMismatch
+    from .store.transfer import TransferError, export
+
+    store = _store(data_dir, database_url)
+    tmp = None
+    try:
+        if file == "-":
+            counts = export(store, sys.stdout.buffer)
+        else:
+            tmp = f"{file}.partial"
+            with open(tmp, "wb") as out:
+                counts = export(store, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, file)
+            tmp = None
+    except (TransferError, SchemaMismatch) as exc:
+        typer.echo(f"localbcc: {exc}", err=True)
+        raise typer.Exit(2)
+    finally:
+        store.dispose()
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    typer.echo(f"exported {_summary(counts)} to {file}", err=True)
+
+
+@db_app.command("import")
+def db_import(file: str = typer.Argument(..., help="An export file; - for stdin."),
+              data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
+    """Load FILE (from `db export`) into an empty database, creating its schema.
+    All or nothing: on any problem nothing is written."""
+    import sys
+
+    from .store.db import SchemaMismatch
+    from .store.transfer import TransferError, import_
+
+    store = _store(data_dir, database_url)
+    try:
+        if file == "-":
+            counts = import_(store, sys.stdin.buffer)
+        else:
+            with open(file, "rb") as src:
+                counts = import_(store, src)
+    except (TransferError, SchemaMismatch, OSError) as exc:
+        typer.echo(f"localbcc: {exc}", err=True)
+        raise typer.Exit(2)
+    finally:
+        store.dispose()
+    typer.echo(f"imported {_summary(counts)}", err=True)
+
+
+def _summary(counts: dict) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.items()) or "nothing"
 
 
 if __name__ == "__main__":  # python -m localbcc.cli

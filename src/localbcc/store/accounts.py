@@ -34,6 +34,7 @@ class Accounts:
         start) and return the default account's (access key, secret key)."""
         pairs = parse_credentials(credentials) if credentials else []
         with self.store.write() as tx:
+            tx.serialize("accounts")  # servers starting together add each account once
             for ak, sk in pairs:
                 tx.put_account(ak, sk, self.clock.now())
             if pairs:

@@ -6,16 +6,18 @@ Everything that speaks SQL lives in this package; the domain sees only
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import BceError, ErrorCode
-from .repo import Tx
+from .repo import Tx, advisory_key
 
 log = logging.getLogger("localbcc.store")
 
@@ -25,7 +27,13 @@ SCHEMA_REVISION = "0002"
 
 
 class SchemaMismatch(RuntimeError):
-    """The database's schema revision differs from the code's."""
+    """The database cannot be used as it is: its schema revision differs from
+    the code's, or (:class:`DatabaseUnreachable`) it cannot be reached. The
+    message says what to do."""
+
+
+class DatabaseUnreachable(SchemaMismatch):
+    """No connection to the database (at start-up or in a `db` command)."""
 
 
 def normalize_url(url: str) -> str:
@@ -51,9 +59,14 @@ class Store:
             self.engine = create_engine(self.url)
             _setup_sqlite(self.engine, durability)
         else:
+            # READ COMMITTED whatever the server's default: the domain's row locks
+            # (repo.Tx) are written for it. pool_pre_ping replaces connections
+            # that died with a database restart, so the service recovers by itself.
             self.engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=max_overflow,
                 pool_timeout=pool_timeout, pool_pre_ping=True,
+                isolation_level="READ COMMITTED",
+                connect_args={"connect_timeout": 5, "application_name": "localbcc"},
             )
 
     # -- transactions ---------------------------------------------------------
@@ -76,10 +89,16 @@ class Store:
                     conn = conn.execution_options(localbcc_write=True)
                 with conn.begin():
                     yield Tx(conn, self.is_sqlite)
-        except (OperationalError, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+        except DBAPIError as exc:
+            if not _is_unavailable(exc):
                 raise
-            log.warning("storage unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+            cause = exc.orig if exc.orig is not None else exc
+            detail = str(cause).strip().splitlines()
+            log.warning("storage unavailable: %s: %s", type(cause).__name__,
+                        detail[0] if detail else "")
+            raise BceError(ErrorCode.ServiceUnavailable) from None
+        except PoolTimeout:
+            log.warning("storage unavailable: no database connection free within the pool timeout")
             raise BceError(ErrorCode.ServiceUnavailable) from None
 
     # -- schema ---------------------------------------------------------------
@@ -95,10 +114,64 @@ class Store:
             return not inspect(conn).get_table_names()
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply Alembic migrations (imported lazily: it costs start-up time)."""
+        """Apply Alembic migrations (imported lazily: it costs start-up time).
+        Concurrent upgrades (several servers starting at once) take turns."""
         from alembic import command
 
-        command.upgrade(self._alembic_config(), revision)
+        with self.reachable():
+            rev = self.current_revision()
+            if rev is not None and rev not in self.known_revisions():
+                raise SchemaMismatch(_newer(rev))
+            with self.schema_lock():
+                command.upgrade(self._alembic_config(), revision)
+
+    @contextlib.contextmanager
+    def reachable(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            raise DatabaseUnreachable(
+                f"cannot use the database {make_url(self.url).render_as_string(hide_password=True)}: "
+                f"{detail[0] if detail else type(exc).__name__}") from None
+
+    def known_revisions(self) -> list[str]:
+        """Every revision this code has migrations for, oldest first."""
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(self._alembic_config())
+        return [s.revision for s in reversed(list(script.walk_revisions()))]
+
+    @contextlib.contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Serialise schema checks and migrations between processes: a
+        PostgreSQL advisory lock, or a lock file beside the SQLite database."""
+        if self.is_sqlite:
+            path = make_url(self.url).database
+            if not path or path == ":memory:":
+                yield
+                return
+            with open(f"{path}.lock", "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+            return
+        # A transaction-scoped lock, held by a transaction kept open meanwhile:
+        # released however this ends, and safe behind a transaction pooler.
+        # Its connection is not from the pool, which the work under the lock
+        # needs (a pool may have a single connection).
+        from sqlalchemy.pool import NullPool
+
+        locker = create_engine(self.url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+        try:
+            with locker.connect() as conn, conn.begin():
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key("schema")})
+                yield
+        finally:
+            locker.dispose()
+
 
     def _alembic_config(self):
         from alembic.config import Config
@@ -110,19 +183,49 @@ class Store:
 
     def prepare(self) -> None:
         """Create the schema on an empty database; refuse one of another revision."""
+        with self.reachable():
+            if self.current_revision() == SCHEMA_REVISION:  # the common case: no lock, no Alembic
+                return
+            with self.schema_lock():
+                rev = self.current_revision()
+                if rev is None and self.is_empty():
+                    from alembic import command
+
+                    command.upgrade(self._alembic_config(), "head")
+                    return
+            self.check()
+
+    def check(self) -> None:
+        """Raise :class:`SchemaMismatch`, saying what to do, unless the schema is current."""
+        with self.reachable():
+            self._check()
+
+    def _check(self) -> None:
         rev = self.current_revision()
-        if rev is None and self.is_empty():
-            self.upgrade()
+        if rev == SCHEMA_REVISION:
             return
-        if rev != SCHEMA_REVISION:
+        if rev is None:
+            if self.is_empty():
+                raise SchemaMismatch(f"the database is empty; run `localbcc db upgrade` (or "
+                                     f"`localbcc serve`, which creates the schema)")
             raise SchemaMismatch(
-                f"database schema is at revision {rev or 'none'}, this localbcc needs "
-                f"{SCHEMA_REVISION}; run `localbcc db upgrade` (with the same "
-                f"--database-url) or use a matching localbcc version"
-            )
+                "the database has tables but no localbcc schema revision (no alembic_version "
+                "table): it is not a localbcc database; point --database-url at an empty one")
+        if rev in self.known_revisions():
+            raise SchemaMismatch(
+                f"the database schema is at revision {rev}, older than this localbcc's "
+                f"{SCHEMA_REVISION}; run `localbcc db upgrade` with the same --database-url "
+                f"(or LOCALBCC_DATABASE_URL / --data-dir) first")
+        raise SchemaMismatch(_newer(rev))
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _newer(rev: str) -> str:
+    return (f"the database schema is at revision {rev}, which this localbcc does not know "
+            f"(it needs {SCHEMA_REVISION}): it was written by a newer localbcc; run that "
+            f"version, or upgrade this installation")
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:

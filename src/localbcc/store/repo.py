@@ -2,9 +2,10 @@
 the domain decides, this module only reads and writes rows."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterable
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..domain.models import Instance, Keypair
@@ -14,6 +15,11 @@ _KP_COLS = (keypairs.c.seq, keypairs.c.id, keypairs.c.account, keypairs.c.name,
             keypairs.c.description, keypairs.c.public_key, keypairs.c.fingerprint,
             keypairs.c.created_at)
 _INST_COLS = tuple(c for c in instances.c)
+
+
+def advisory_key(name: str) -> int:
+    """A signed 64-bit key for pg_advisory_*lock, derived from a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def _count_subquery():
@@ -30,8 +36,18 @@ class Tx:
 
     def _lock(self, stmt, for_update: bool):
         # SQLite takes a database-wide write lock at BEGIN IMMEDIATE; PostgreSQL
-        # locks the rows.
+        # locks the rows. Lock order, to rule out deadlocks: advisory locks
+        # (serialize), then the account, then the key pair, then instances in seq
+        # order; nothing holding an instance lock ever locks a key pair.
         return stmt.with_for_update() if for_update and not self.is_sqlite else stmt
+
+    def serialize(self, *name: str) -> None:
+        """Make transactions that pass the same name run one after the other
+        (PostgreSQL: a transaction-scoped advisory lock; SQLite writers are
+        serialised already). For rows that may not exist yet."""
+        if not self.is_sqlite:
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                              {"k": advisory_key("\x00".join(name))})
 
     # -- accounts -----------------------------------------------------------------
 
@@ -80,6 +96,17 @@ class Tx:
                     with_count: bool = True) -> Keypair | None:
         cols = _KP_COLS + ((_count_subquery(),) if with_count else ())
         stmt = select(*cols).where(keypairs.c.id == keypair_id, keypairs.c.account == account)
+        if for_update and with_count and not self.is_sqlite:
+            # Lock first, count in a later statement: under READ COMMITTED a
+            # statement reads a snapshot taken before it waited for the lock, so
+            # a count in the locking statement could miss a binding committed
+            # meanwhile (and a delete would then hit the foreign key).
+            locked = self.conn.execute(self._lock(
+                select(keypairs.c.seq).where(keypairs.c.id == keypair_id,
+                                             keypairs.c.account == account), True)).first()
+            if locked is None:
+                return None
+            for_update = False
         row = self.conn.execute(self._lock(stmt, for_update)).first()
         return Keypair(*row) if row else None
 
@@ -190,6 +217,9 @@ class Tx:
     # -- idempotency ------------------------------------------------------------
 
     def get_token(self, account: str, operation: str, token: str) -> tuple[str, str] | None:
+        # Two requests with one token take turns, so the second replays the
+        # first's answer instead of repeating its work (and then colliding).
+        self.serialize("idempotency", account, operation, token)
         row = self.conn.execute(
             select(idempotency.c.request_hash, idempotency.c.response).where(
                 idempotency.c.account == account, idempotency.c.operation == operation,

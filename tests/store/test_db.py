@@ -1,0 +1,95 @@
+"""store/db.py in-process: URL handling, storage failures as 503, start-up errors."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from localbcc.errors import BceError, ErrorCode
+from localbcc.store.db import DatabaseUnreachable, Store, normalize_url
+from localbcc.store.repo import advisory_key
+
+
+def test_plain_postgresql_urls_use_psycopg_3():
+    assert normalize_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalize_url("postgres://u:p@h:5433/db") == "postgresql+psycopg://u:p@h:5433/db"
+    assert normalize_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_an_unreachable_database_is_a_clear_start_up_error(free_tcp_port):
+    store = Store(f"postgresql://user:secret@127.0.0.1:{free_tcp_port}/nothing")
+    try:
+        with pytest.raises(DatabaseUnreachable) as err:
+            store.prepare()
+        assert "cannot use the database" in str(err.value)
+        assert "secret" not in str(err.value)  # the password is never shown
+        with pytest.raises(BceError) as unavailable:  # and a request gets a 503
+            with store.read() as tx:
+                tx.secret_of("x")
+        assert unavailable.value.code is ErrorCode.ServiceUnavailable
+    finally:
+        store.dispose()
+
+
+@pytest.fixture
+def free_tcp_port():
+    from ..server import free_port
+
+    return free_port()
+
+
+@pytest.mark.backends("postgresql")
+def test_a_full_pool_answers_503_not_500(fresh_database):
+    store = Store(fresh_database(), pool_size=1, max_overflow=0, pool_timeout=0.2)
+    try:
+        store.prepare()
+        held = store.engine.connect()
+        with pytest.raises(BceError) as err:
+            with store.read() as tx:
+                tx.secret_of("x")
+        assert err.value.code is ErrorCode.ServiceUnavailable
+        held.close()
+        with store.read() as tx:  # and it works again once a connection is free
+            assert tx.secret_of("x") is None
+    finally:
+        store.dispose()
+
+
+@pytest.mark.backends("postgresql")
+def test_serialize_makes_same_named_transactions_take_turns(fresh_database):
+    """Tx.serialize: the second transaction waits until the first ends."""
+    store = Store(fresh_database())
+    store.prepare()
+    order: list[str] = []
+    first_in = threading.Event()
+
+    def second() -> None:
+        first_in.wait(5)
+        with store.write() as tx:
+            tx.serialize("token", "t1")
+            order.append("second")
+
+    t = threading.Thread(target=second)
+    t.start()
+    try:
+        with store.write() as tx:
+            tx.serialize("token", "t1")
+            first_in.set()
+            # the other transaction is now blocked on the lock: wait until
+            # PostgreSQL shows it waiting, then finish
+            key = advisory_key("token\x00t1")
+            for _ in range(500):
+                waiting = tx.conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).scalar()
+                if waiting:
+                    break
+                threading.Event().wait(0.01)
+            assert waiting == 1 and key
+            order.append("first")
+        t.join(10)
+        assert order == ["first", "second"]
+    finally:
+        t.join(10)
+        store.dispose()

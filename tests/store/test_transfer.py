@@ -1,0 +1,256 @@
+"""`localbcc db export` / `db import`: every table, every column, exactly, from
+SQLite to PostgreSQL and back; import only into an empty database, all or
+nothing; auto-increment counters carried so ids are never reused."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+
+import orjson
+import pytest
+
+from localbcc.clock import FakeClock
+from localbcc.domain.instances import InstanceService
+from localbcc.domain.keypairs import KeypairService
+from localbcc.store.db import SCHEMA_REVISION, Store
+from localbcc.store.transfer import FORMAT, VERSION, TransferError, export, import_
+
+from ..server import LOCALBCC, ROOT, Server
+from .data import LINUX, bulk, counters, populate, public_key, snapshot
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A SQLite database with thousands of key pairs and instances, made once."""
+    path = tmp_path_factory.mktemp("source")
+    url = f"sqlite:///{path / 'localbcc.db'}"
+    made = populate(url, keypairs=150, instances=300)
+    bulk(url, keypairs=3000, instances=4000)
+    return url, made
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A small one of the same kinds, for the tests about rules: (URL, what was made, export)."""
+    path = tmp_path_factory.mktemp("small")
+    url = f"sqlite:///{path / 'localbcc.db'}"
+    made = populate(url, keypairs=12, instances=20)
+    bulk(url, keypairs=150, instances=120)
+    return url, made, export_bytes(url)
+
+
+def export_bytes(url: str) -> bytes:
+    store = Store(url)
+    try:
+        out = io.BytesIO()
+        export(store, out)
+        return out.getvalue()
+    finally:
+        store.dispose()
+
+
+def import_bytes(url: str, data: bytes) -> dict[str, int]:
+    store = Store(url)
+    try:
+        return import_(store, io.BytesIO(data))
+    finally:
+        store.dispose()
+
+
+def body(data: bytes) -> list[bytes]:
+    """The lines after the header (which names the source and the time)."""
+    return data.splitlines()[1:]
+
+
+def test_round_trip_sqlite_postgresql_sqlite(source, fresh_database, tmp_path):
+    """Every table equal, row for row, value for value, at every step."""
+    src_url, _ = source
+    first = export_bytes(src_url)
+    lines = first.splitlines()
+    header = json.loads(lines[0])
+    assert header["format"] == FORMAT and header["version"] == VERSION
+    assert header["schema_revision"] == SCHEMA_REVISION and header["source"] == "sqlite"
+    end = json.loads(lines[-1])
+    assert end["rows"]["keypairs"] > 3000 and end["rows"]["instances"] > 3500
+    assert end["rows"]["tombstones"] > 300 and end["rows"]["idempotency"] > 300
+
+    expected = snapshot(src_url)
+    middle_url = fresh_database("middle")  # PostgreSQL when that backend runs, else SQLite
+    counts = import_bytes(middle_url, first)
+    assert counts == end["rows"]
+    assert snapshot(middle_url) == expected
+    assert counters(middle_url) == counters(src_url)
+
+    second = export_bytes(middle_url)
+    assert body(second) == body(first)
+    back_url = f"sqlite:///{tmp_path / 'back.db'}"
+    import_bytes(back_url, second)
+    assert snapshot(back_url) == expected
+    assert counters(back_url) == counters(src_url)
+    assert body(export_bytes(back_url)) == body(first)
+
+
+def test_ids_and_positions_are_never_reused_after_import(small, fresh_database):
+    """The newest pair and instance were deleted: only the counters remember their seq."""
+    src_url, made, data = small
+    target = fresh_database()
+    import_bytes(target, data)
+    top = snapshot(src_url)
+    highest_kp = max(r[3] for r in top["tombstones"] if r[0] == "keypair")
+    highest_inst = max(r[3] for r in top["tombstones"] if r[0] == "instance")
+    store = Store(target)
+    try:
+        ak, sk = made["creds"][0]
+        clock = FakeClock(1_800_000_000.0)
+        kp = KeypairService(store, clock, "bj", 100_000).import_(
+            ak, {"name": "after", "publicKey": public_key()}, None)["keypair"]
+        iid = InstanceService(store, clock, "bj", 0.0).create(
+            ak, sk, {"imageId": LINUX}, None)["instanceIds"][0]
+    finally:
+        store.dispose()
+    after = snapshot(target)
+    kp_seq = next(r[0] for r in after["keypairs"] if r[1] == kp["keypairId"])
+    inst_seq = next(r[0] for r in after["instances"] if r[1] == iid)
+    assert kp_seq > highest_kp and inst_seq > highest_inst
+    # and the replayed idempotency records still answer as before
+    assert after["idempotency"] == top["idempotency"]
+
+
+def test_import_refuses_a_database_that_is_not_empty(small, fresh_database):
+    _, _, data = small
+    target = fresh_database()
+    store = Store(target)
+    store.prepare()
+    from localbcc.store.accounts import Accounts
+
+    Accounts(store, FakeClock()).create()
+    store.dispose()
+    before = snapshot(target)
+    with pytest.raises(TransferError, match=r"not empty \(accounts: 1 rows\).*create a new one"):
+        import_bytes(target, data)
+    assert snapshot(target) == before
+
+
+def test_import_into_an_empty_schema_works(small, fresh_database):
+    """`db upgrade` first (schema, no rows) is as good as no tables at all."""
+    src_url, _, data = small
+    target = fresh_database()
+    store = Store(target)
+    store.upgrade()
+    store.dispose()
+    import_bytes(target, data)
+    assert snapshot(target) == snapshot(src_url)
+
+
+def test_a_damaged_file_imports_nothing(small, fresh_database):
+    src_url, _, data = small
+    lines = data.splitlines(keepends=True)
+    target = fresh_database()
+    truncated = b"".join(lines[: len(lines) // 2])
+    with pytest.raises(TransferError, match="truncated"):
+        import_bytes(target, truncated)
+    miscounted = b"".join(lines[:5] + lines[6:])
+    with pytest.raises(TransferError, match="end line counts"):
+        import_bytes(target, miscounted)
+    garbage = b"".join(lines[:3]) + b"{not json\n"
+    with pytest.raises(TransferError, match="line 4 is not JSON"):
+        import_bytes(target, garbage)
+    # nothing was written: the same database takes the whole file afterwards
+    import_bytes(target, data)
+    assert snapshot(target) == snapshot(src_url)
+
+
+def test_headers_it_cannot_read_are_refused(fresh_database):
+    target = fresh_database()
+    with pytest.raises(TransferError, match="empty"):
+        import_bytes(target, b"")
+    with pytest.raises(TransferError, match="not a localbcc export"):
+        import_bytes(target, b'{"hello": 1}\n')
+    newer = {"format": FORMAT, "version": VERSION + 1, "schema_revision": SCHEMA_REVISION,
+             "tables": {}}
+    with pytest.raises(TransferError, match="newer than this localbcc reads"):
+        import_bytes(target, orjson.dumps(newer) + b"\n")
+    unknown = {"format": FORMAT, "version": VERSION, "schema_revision": "9999", "tables": {}}
+    with pytest.raises(TransferError, match="revision 9999, which this localbcc does not know"):
+        import_bytes(target, orjson.dumps(unknown) + b"\n")
+
+
+def test_cli_moves_a_served_database_to_another_backend(fresh_server, fresh_database, tmp_path):
+    """What a user does: export a running SQLite server's data, import it into this
+    test's backend, serve that: the API shows the same key pairs and instances."""
+    old = fresh_server("--transition-seconds", "0", database_url=None)  # always SQLite
+    c = old.client()
+    pairs = [c.import_keypair(keypair_name=f"p{n}", public_key=public_key()).keypair.keypair_id
+             for n in range(3)]
+    ids = c.create_instance(cpu_count=1, memory_capacity_in_gb=2, image_id=LINUX,
+                            purchase_count=4).instance_ids
+    c.attach_keypair(pairs[0], ids[:2])
+    c.stop_instance(ids[3])
+    c.delete_keypair(pairs[2])
+    c.release_instance(ids[2])
+
+    def view(srv: Server) -> tuple:
+        cl = srv.client()
+        kps = [(k.keypair_id, k.name, k.instance_count, k.fingerprint, k.created_time)
+               for k in cl.list_keypairs().keypairs]
+        insts = [(i.id, i.status, i.keypair_id, i.create_time, i.internal_ip)
+                 for i in cl.list_instances().instances]
+        return kps, insts
+
+    before = view(old)
+    dump = tmp_path / "dump.jsonl"
+    out = subprocess.run([*LOCALBCC, "db", "export", str(dump), "--data-dir", str(old.data_dir)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "exported" in out.stderr and "3 accounts" in out.stderr
+    target = fresh_database("moved")
+    into = subprocess.run([*LOCALBCC, "db", "import", str(dump), "--database-url", target],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert into.returncode == 0, into.stderr
+    new = Server(tmp_path / "new", old.credentials, database_url=target).start()
+    try:
+        assert view(new) == before
+        # the moved pair keeps working: delete is refused while it is bound
+        with pytest.raises(Exception, match="DeleteKeypairInUse|in use"):
+            new.client().delete_keypair(pairs[0])
+    finally:
+        new.stop()
+    shutil.rmtree(tmp_path / "new", ignore_errors=True)
+
+
+def test_a_file_from_an_older_schema_is_imported_and_migrated(fresh_database, tmp_path):
+    """Export works at any revision; import loads the file at its revision, then upgrades."""
+    src = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(src)
+    known = store.known_revisions()
+    if len(known) < 2:
+        pytest.skip("only one schema revision exists")
+    store.upgrade(known[-2])
+    store.dispose()
+    populate_old = [
+        "INSERT INTO accounts VALUES ('ak-old', 'sk-old', 1700000000.5)",
+        "INSERT INTO keypairs (id, account, name, description, public_key, fingerprint, "
+        "blob_sha256, created_at) VALUES ('k-old00001', 'ak-old', 'old', '', 'ssh-ed25519 AAAA', "
+        "'00', 'ab', 1700000001.25)",
+        "INSERT INTO instances (id, account, name, hostname, description, image_id, instance_type, "
+        "cpu_count, memory_gb, zone_name, payment_timing, created_at, state, transition, "
+        "transition_until, keypair_id, key_in_force_at) VALUES ('i-old00001', 'ak-old', 'vm', "
+        "'vm', '', 'm-Ubt2204a', 'N3', 1, 1, 'cn-bj-a', 'Postpaid', 1700000002.125, 'Running', "
+        "NULL, 0, 'k-old00001', 1700000003.0)",
+    ]
+    from .test_schema import execute
+
+    for sql in populate_old:
+        execute(src, sql)
+    data = export_bytes(src)
+    assert json.loads(data.splitlines()[0])["schema_revision"] == known[-2]
+    target = fresh_database()
+    import_bytes(target, data)
+    old, new = snapshot(src), snapshot(target)
+    assert new["alembic_version"] == [(SCHEMA_REVISION,)]
+    for table in ("accounts", "keypairs", "tombstones", "idempotency"):
+        assert new[table] == old[table]
+    width = len(old["instances"][0])  # the old columns come first, unchanged
+    assert [r[:width] for r in new["instances"]] == old["instances"]
