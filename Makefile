@@ -20,5 +20,10 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Benchmarks (bench/run.py; installs wrk with apt-get if missing; about 2 minutes).
+# `make bench BENCH_ARGS=--record` appends the figures to bench/RESULTS.md.
+bench: setup
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .localbcc
+	rm -rf $(VENV) .localbcc bench/out

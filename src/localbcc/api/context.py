@@ -35,9 +35,13 @@ class Context:
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a storage-bound domain call. SQLite answers in microseconds, so it
         runs inline (no thread hop, and one process never interleaves its own
-        transactions); a network database runs on a bounded thread pool."""
+        transactions), then waits for the group commit of its loop turn
+        (store/db.py), so an answer is never sent before its writes are
+        durable; a network database runs on a bounded thread pool."""
         if self._db is None:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            await self.store.durable()
+            return result
         return await asyncio.get_running_loop().run_in_executor(
             self._db, functools.partial(fn, *args, **kwargs))
 

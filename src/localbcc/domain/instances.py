@@ -8,7 +8,7 @@ from ..store.repo import Tx
 from . import idempotency, lifecycle, network, validation
 from .images import get_image
 from .lifecycle import RUNNING, STOPPED
-from .models import Instance, Keypair
+from .models import Binding, Instance, Keypair
 from .paging import page
 from .passwords import decrypt_admin_pass, hash_password
 from .timefmt import iso
@@ -190,7 +190,7 @@ class InstanceService:
             now = self.clock.now()
             found = self._bindable(tx, account, ids, now, attaching=kp.id)
             running = [i for i in ids if lifecycle.status(found[i], now) == RUNNING]
-            stopped = [i for i in ids if i not in set(running)]
+            stopped = [i for i in ids if lifecycle.status(found[i], now) != RUNNING]
             until = self._transition(tx, running, RUNNING, "restart", now)
             tx.bind(running, kp.id, until)  # in force once the restart is over
             tx.bind(stopped, kp.id, None)  # in force at the next start
@@ -205,10 +205,10 @@ class InstanceService:
         return {"failedInstanceIdList": []}
 
     def _bindable(self, tx: Tx, account: str, ids: list[str], now: float,
-                  attaching: str | None = None) -> dict[str, Instance]:
+                  attaching: str | None = None) -> dict[str, Binding]:
         """Checks 2a–2c of §4.6 (and 2d when ``attaching`` names the pair): every
         check on one instance before the next instance, in the order given."""
-        found = tx.get_instances(account, ids, for_update=True)
+        found = tx.get_bindings(account, ids)
         for iid in ids:
             inst = found.get(iid)
             if inst is None:

@@ -107,6 +107,11 @@ class KeypairService:
     # -- read -----------------------------------------------------------------------
 
     def get(self, account: str, keypair_id: str) -> dict:
+        # Served from memory until the database changes (store/cache.py).
+        return self.store.reads.get(("keypair", account, keypair_id),
+                                    lambda: self._get(account, keypair_id))
+
+    def _get(self, account: str, keypair_id: str) -> dict:
         with self.store.read() as tx:
             return {"keypair": self._view(self._existing(tx, account, keypair_id))}
 

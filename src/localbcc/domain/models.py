@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(slots=True)
@@ -44,3 +45,18 @@ class Instance:
     ssh_host_fingerprint: str | None = None
     ssh_error: str | None = None  # why its SSH endpoint could not be opened
     keypair_name: str = ""
+
+
+class Binding(NamedTuple):
+    """What attach and detach read of an instance: a narrow row, since one call
+    may name 100 instances (docs/performance.md). The field names match
+    Instance's, so lifecycle.status() takes it."""
+
+    id: str
+    seq: int
+    account: str
+    image_id: str
+    state: str
+    transition: str | None
+    transition_until: float
+    keypair_id: str | None

@@ -5,9 +5,11 @@ Everything that speaks SQL lives in this package; the domain sees only
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +19,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import BceError, ErrorCode
+from .cache import ReadCache
+from .prepared import Prepared
 from .repo import Tx, advisory_key
 
 log = logging.getLogger("localbcc.store")
@@ -55,9 +59,18 @@ class Store:
                  max_overflow: int = 5, pool_timeout: float = 10.0):
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        # SQLite: each thread keeps its connection open (a pool checkout costs
+        # more than a query); see _connection().
+        self._local = threading.local()
+        self._kept: list[Connection] = []
+        self._kept_lock = threading.Lock()
+        self._batch: _Batch | None = None  # SQLite group commit, see _tx()
         if self.is_sqlite:
             self.engine = create_engine(self.url)
             _setup_sqlite(self.engine, durability)
+            self.reads = ReadCache(self._cache_version)
+            self._data_version = _DataVersion(self.engine)
+            self._checkpoints: _Checkpointer | None = _Checkpointer(self.engine)
         else:
             # READ COMMITTED whatever the server's default: the domain's row locks
             # (repo.Tx) are written for it. pool_pre_ping replaces connections
@@ -68,27 +81,38 @@ class Store:
                 isolation_level="READ COMMITTED",
                 connect_args={"connect_timeout": 5, "application_name": "localbcc"},
             )
+            # No cheap way to learn that another process committed: no read cache.
+            self.reads = ReadCache(None)
+            self._checkpoints = None
 
     # -- transactions ---------------------------------------------------------
 
-    @contextlib.contextmanager
-    def read(self) -> Iterator[Tx]:
-        with self._tx(write=False) as tx:
-            yield tx
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._tx(write=False)
 
-    @contextlib.contextmanager
-    def write(self) -> Iterator[Tx]:
-        with self._tx(write=True) as tx:
-            yield tx
+    def write(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._tx(write=True)
 
     @contextlib.contextmanager
     def _tx(self, write: bool) -> Iterator[Tx]:
+        """One transaction. SQLite, on a thread running an event loop (the
+        server's): group commit. The first write of a loop turn opens a batch,
+        one ``BEGIN IMMEDIATE`` transaction; every transaction of the thread
+        until the turn ends is a SAVEPOINT in it (a failing one rolls back only
+        its own changes), and one COMMIT at the end of the turn makes them all
+        durable. ``Context.run`` answers only after that commit (:meth:`durable`)."""
         try:
-            with self.engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(localbcc_write=True)
+            batch = self._batch_for(write)
+            if batch is not None:
+                with batch.savepoint():
+                    yield Tx(batch.conn, True)
+                return
+            with self._connection() as conn:
+                conn.execution_options(localbcc_write=write)  # read by the SQLite begin hook
                 with conn.begin():
                     yield Tx(conn, self.is_sqlite)
+            if write and self._checkpoints is not None:
+                self._checkpoints.wrote()
         except DBAPIError as exc:
             if not _is_unavailable(exc):
                 raise
@@ -100,6 +124,77 @@ class Store:
         except PoolTimeout:
             log.warning("storage unavailable: no database connection free within the pool timeout")
             raise BceError(ErrorCode.ServiceUnavailable) from None
+
+    def _batch_for(self, write: bool) -> _Batch | None:
+        """The open batch this thread's transaction joins, or a new one for a
+        write on an event loop's thread; None: a transaction of its own."""
+        batch = self._batch
+        if batch is not None:
+            return batch if batch.thread == threading.get_ident() else None
+        if not write or self._checkpoints is None:  # reads, and PostgreSQL: no batch
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (the CLI, tests, worker threads)
+            return None
+        conn = self._kept_connection()
+        if conn.in_transaction():  # a write inside a transaction of its own: no batch
+            return None
+        self._batch = _Batch(conn, loop)
+        loop.call_soon(self._commit_batch)
+        return self._batch
+
+    def _commit_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        try:
+            if batch.broken:
+                batch.transaction.rollback()
+            else:
+                batch.transaction.commit()
+        except DBAPIError as exc:
+            batch.broken = True
+            log.warning("storage unavailable: group commit failed: %s",
+                        type(exc.orig).__name__ if exc.orig is not None else exc)
+            with contextlib.suppress(DBAPIError):
+                batch.transaction.rollback()
+        self._checkpoints.wrote()
+        batch.done.set_result(None)
+
+    async def durable(self) -> None:
+        """Return once every transaction this thread ran so far is committed
+        (group commit); raise ServiceUnavailable if its batch failed to commit."""
+        batch = self._batch
+        if batch is None or batch.thread != threading.get_ident():
+            return
+        await asyncio.shield(batch.done)  # one waiter's cancellation must not cancel the rest
+        if batch.broken:
+            raise BceError(ErrorCode.ServiceUnavailable)
+
+    def _cache_version(self) -> int | None:
+        """The read cache's change counter; None (no caching) while a batch
+        is open: its reads see writes that are not committed yet."""
+        return None if self._batch is not None else self._data_version()
+
+    def _connection(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection for one transaction. SQLite: this thread's own, kept
+        open between transactions (a nested transaction gets a pooled one);
+        PostgreSQL: one from the pool, returned when the transaction ends."""
+        if not self.is_sqlite:
+            return self.engine.connect()
+        conn = self._kept_connection()
+        if conn.in_transaction():
+            return self.engine.connect()
+        return contextlib.nullcontext(conn)
+
+    def _kept_connection(self) -> Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._local.conn = self.engine.connect()
+            with self._kept_lock:
+                self._kept.append(conn)
+        return conn
 
     # -- schema ---------------------------------------------------------------
 
@@ -172,7 +267,6 @@ class Store:
         finally:
             locker.dispose()
 
-
     def _alembic_config(self):
         from alembic.config import Config
 
@@ -189,11 +283,30 @@ class Store:
             with self.schema_lock():
                 rev = self.current_revision()
                 if rev is None and self.is_empty():
-                    from alembic import command
-
-                    command.upgrade(self._alembic_config(), "head")
+                    self._create_schema()
                     return
             self.check()
+
+    def _create_schema(self) -> None:
+        """Give an empty database the current schema: schema.py's tables, stamped
+        with SCHEMA_REVISION as Alembic would. The migrations build exactly these
+        tables (tests/store/test_schema.py and tests/unit/test_fastpath.py check
+        it); importing Alembic to replay them would cost a fifth of a second of
+        start-up (docs/performance.md). Existing databases still go through
+        Alembic (`localbcc db upgrade`)."""
+        from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
+
+        from .schema import metadata
+
+        alembic_version = Table(  # as Alembic defines it
+            "alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+            PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            alembic_version.create(conn)
+            conn.execute(alembic_version.insert().values(version_num=SCHEMA_REVISION))
+        log.info("created the database schema, revision %s", SCHEMA_REVISION)
+        log.debug("schema.py tables created without Alembic: %s", ", ".join(metadata.tables))
 
     def check(self) -> None:
         """Raise :class:`SchemaMismatch`, saying what to do, unless the schema is current."""
@@ -219,6 +332,15 @@ class Store:
         raise SchemaMismatch(_newer(rev))
 
     def dispose(self) -> None:
+        self._commit_batch()
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
+            self._data_version.close()
+        self.reads.close()
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            conn.close()
         self.engine.dispose()
 
 
@@ -246,6 +368,7 @@ def _setup_sqlite(engine: Engine, durability: str) -> None:
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA wal_autocheckpoint=0")  # a thread of its own does it: _Checkpointer
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -253,4 +376,122 @@ def _setup_sqlite(engine: Engine, durability: str) -> None:
         # Writers take the lock up front, so two processes never deadlock
         # upgrading a read lock; readers use a plain deferred transaction.
         write = conn.get_execution_options().get("localbcc_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        _BEGIN[write].execute(conn, {})
+
+
+_BEGIN = {True: Prepared(text("BEGIN IMMEDIATE")), False: Prepared(text("BEGIN"))}
+
+
+_SAVEPOINT = Prepared(text("SAVEPOINT localbcc"))
+_RELEASE = Prepared(text("RELEASE localbcc"))
+_ROLLBACK_TO = Prepared(text("ROLLBACK TO localbcc"))
+
+
+class _Batch:
+    """The transactions of one event-loop turn: one SQLite transaction, one
+    SAVEPOINT each (nested ones too: SQLite resolves a repeated name to the
+    innermost), committed together by Store._commit_batch."""
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop):
+        self.conn = conn
+        self.thread = threading.get_ident()
+        self.done = loop.create_future()
+        self.broken = False  # a failure undid more than one savepoint: commit nothing
+        conn.execution_options(localbcc_write=True)
+        self.transaction = conn.begin()  # BEGIN IMMEDIATE
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        _SAVEPOINT.execute(self.conn, {})
+        try:
+            yield
+        except BaseException:
+            try:
+                _ROLLBACK_TO.execute(self.conn, {})
+                _RELEASE.execute(self.conn, {})
+            except DBAPIError:  # SQLite already rolled the whole transaction back
+                self.broken = True
+            raise
+        _RELEASE.execute(self.conn, {})
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file, from a thread of its own.
+
+    By default SQLite checkpoints inside a committing transaction every 1000
+    WAL pages, and with ``synchronous=NORMAL`` that includes fsyncs: each
+    time, milliseconds in which the event loop answers nothing. Here no
+    connection checkpoints by itself (``wal_autocheckpoint=0``); after a write
+    this thread runs a PASSIVE checkpoint (it never blocks readers or writers)
+    within ``INTERVAL`` seconds. A connection closing last checkpoints too, so
+    processes that never start this thread (the CLI) leave no WAL behind."""
+
+    INTERVAL = 0.1
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._dirty = False
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def wrote(self) -> None:
+        self._dirty = True
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="localbcc-checkpoint",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        conn = None
+        while not self._stopping.wait(self.INTERVAL):
+            if not self._dirty:
+                continue
+            self._dirty = False
+            try:
+                if conn is None:
+                    conn = self._engine.raw_connection()
+                conn.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # noqa: BLE001 - retried after the next write
+                log.debug("WAL checkpoint failed: %s", exc)
+                if conn is not None:
+                    conn.invalidate()
+                    conn = None
+        if conn is not None:
+            conn.close()
+
+
+class _DataVersion:
+    """SQLite's ``PRAGMA data_version`` on a connection of its own that never
+    writes: the value changes whenever any other connection, of this process or
+    another, commits. The read cache compares it before every lookup."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._conn = None
+        self._sqlite = None  # the sqlite3 connection inside _conn
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int | None:
+        """The counter, or None if it cannot be read (the read then skips the cache)."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._engine.raw_connection()
+                    self._sqlite = self._conn.dbapi_connection
+                return self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+            except Exception:  # noqa: BLE001 - e.g. the file went away; the read will say why
+                if self._conn is not None:
+                    self._conn.invalidate()
+                    self._conn = None
+                return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -3,12 +3,14 @@ the domain decides, this module only reads and writes rows."""
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from ..domain.models import Instance, Keypair
+from ..domain.models import Binding, Instance, Keypair
+from .prepared import Prepared
 from .schema import accounts, idempotency, instances, keypairs, tombstones
 
 _KP_COLS = (keypairs.c.seq, keypairs.c.id, keypairs.c.account, keypairs.c.name,
@@ -25,6 +27,64 @@ def advisory_key(name: str) -> int:
 def _count_subquery():
     return (select(func.count()).where(instances.c.keypair_id == keypairs.c.id)
             .correlate(keypairs).scalar_subquery())
+
+
+# -- hot-path statements, built once (store/prepared.py, docs/performance.md) ------------
+# SQLite compiles a FOR UPDATE variant without the clause: BEGIN IMMEDIATE
+# already holds the database-wide write lock there.
+
+def _keypair_query(with_count: bool, for_update: bool) -> Prepared:
+    stmt = (select(*_KP_COLS, *((_count_subquery(),) if with_count else ()))
+            .where(keypairs.c.id == bindparam("id"), keypairs.c.account == bindparam("account")))
+    return Prepared(stmt.with_for_update() if for_update else stmt)
+
+
+_KEYPAIR = {(count, lock): _keypair_query(count, lock) for count in (True, False)
+            for lock in (True, False)}
+_LIST_KEYPAIRS = (select(*_KP_COLS, _count_subquery())
+                  .where(keypairs.c.account == bindparam("account"),
+                         keypairs.c.seq >= bindparam("start"))
+                  .order_by(keypairs.c.seq).limit(bindparam("limit")))
+_LIST_KEYPAIRS_ALL = Prepared(_LIST_KEYPAIRS)
+_LIST_KEYPAIRS_NAMED = Prepared(_LIST_KEYPAIRS.where(keypairs.c.name == bindparam("name")))
+
+
+def _id_params(n: int) -> list:
+    return [bindparam(f"id{i}") for i in range(n)]
+
+
+def _id_values(ids: list[str]) -> dict[str, str]:
+    return {f"id{i}": value for i, value in enumerate(ids)}
+
+
+# Instances by id are looked up by id alone and their account checked on the
+# rows: with "account = ?" in the WHERE clause SQLite walks the account's whole
+# index instead of the unique id index. PostgreSQL locks them in seq order.
+
+@lru_cache(maxsize=256)
+def _instances_query(n: int, for_update: bool) -> Prepared:
+    """Instances by ``n`` ids, with the bound pair's name last."""
+    stmt = (select(*_INST_COLS, keypairs.c.name)
+            .select_from(instances.outerjoin(keypairs, instances.c.keypair_id == keypairs.c.id))
+            .where(instances.c.id.in_(_id_params(n)))
+            .order_by(instances.c.seq))
+    return Prepared(stmt.with_for_update(of=instances) if for_update else stmt)
+
+
+@lru_cache(maxsize=256)
+def _bindings_query(n: int) -> Prepared:
+    c = instances.c
+    return Prepared(select(c.id, c.seq, c.account, c.image_id, c.state, c.transition,
+                           c.transition_until, c.keypair_id)
+                    .where(c.id.in_(_id_params(n))).order_by(c.seq).with_for_update())
+
+
+@lru_cache(maxsize=256)
+def _bind_query(n: int, in_force: bool) -> Prepared:
+    values: dict[str, Any] = {"keypair_id": bindparam("kp"), "key_in_force_at": bindparam("at")}
+    if in_force:  # the first key in force ends password logins
+        values["first_key_at"] = func.coalesce(instances.c.first_key_at, bindparam("at"))
+    return Prepared(update(instances).where(instances.c.id.in_(_id_params(n))).values(**values))
 
 
 class Tx:
@@ -94,20 +154,16 @@ class Tx:
 
     def get_keypair(self, account: str, keypair_id: str, *, for_update: bool = False,
                     with_count: bool = True) -> Keypair | None:
-        cols = _KP_COLS + ((_count_subquery(),) if with_count else ())
-        stmt = select(*cols).where(keypairs.c.id == keypair_id, keypairs.c.account == account)
+        params = {"id": keypair_id, "account": account}
         if for_update and with_count and not self.is_sqlite:
             # Lock first, count in a later statement: under READ COMMITTED a
             # statement reads a snapshot taken before it waited for the lock, so
             # a count in the locking statement could miss a binding committed
             # meanwhile (and a delete would then hit the foreign key).
-            locked = self.conn.execute(self._lock(
-                select(keypairs.c.seq).where(keypairs.c.id == keypair_id,
-                                             keypairs.c.account == account), True)).first()
-            if locked is None:
+            if _KEYPAIR[False, True].execute(self.conn, params).fetchone() is None:
                 return None
             for_update = False
-        row = self.conn.execute(self._lock(stmt, for_update)).first()
+        row = _KEYPAIR[with_count, for_update].execute(self.conn, params).fetchone()
         return Keypair(*row) if row else None
 
     def keypair_names(self, ids: Iterable[str]) -> dict[str, str]:
@@ -127,12 +183,12 @@ class Tx:
 
     def list_keypairs(self, account: str, start_seq: int, limit: int,
                       name: str | None) -> list[Keypair]:
-        stmt = (select(*_KP_COLS, _count_subquery())
-                .where(keypairs.c.account == account, keypairs.c.seq >= start_seq)
-                .order_by(keypairs.c.seq).limit(limit))
-        if name is not None:
-            stmt = stmt.where(keypairs.c.name == name)
-        return [Keypair(*r) for r in self.conn.execute(stmt)]
+        params = {"account": account, "start": start_seq, "limit": limit}
+        if name is None:
+            rows = _LIST_KEYPAIRS_ALL.execute(self.conn, params)
+        else:
+            rows = _LIST_KEYPAIRS_NAMED.execute(self.conn, params | {"name": name})
+        return [Keypair(*r) for r in rows.fetchall()]
 
     # -- paging ------------------------------------------------------------------
 
@@ -164,10 +220,19 @@ class Tx:
                       for_update: bool = False) -> dict[str, Instance]:
         if not ids:
             return {}
-        stmt = (select(*_INST_COLS).where(instances.c.account == account,
-                                          instances.c.id.in_(ids))
-                .order_by(instances.c.seq))
-        return {i.id: i for i in self._instances(self._lock(stmt, for_update))}
+        ids = list(dict.fromkeys(ids))
+        rows = _instances_query(len(ids), for_update).execute(self.conn, _id_values(ids)).fetchall()
+        found = (Instance(*row[:-1], keypair_name=row[-1] or "") for row in rows)
+        return {inst.id: inst for inst in found if inst.account == account}
+
+    def get_bindings(self, account: str, ids: list[str]) -> dict[str, Binding]:
+        """The binding state of this account's instances among ``ids``, locked for update."""
+        if not ids:
+            return {}
+        ids = list(dict.fromkeys(ids))
+        rows = _bindings_query(len(ids)).execute(self.conn, _id_values(ids)).fetchall()
+        found = (Binding(*row) for row in rows)
+        return {b.id: b for b in found if b.account == account}
 
     def _instances(self, stmt) -> list[Instance]:
         rows = self.conn.execute(stmt).all()
@@ -196,12 +261,9 @@ class Tx:
 
     def bind(self, ids: list[str], keypair_id: str | None, in_force_at: float | None) -> None:
         """Bind (or with None, unbind) instances; the first key in force ends password logins."""
-        if not ids:
-            return
-        values: dict[str, Any] = {"keypair_id": keypair_id, "key_in_force_at": in_force_at}
-        if in_force_at is not None:
-            values["first_key_at"] = func.coalesce(instances.c.first_key_at, in_force_at)
-        self.update_instances(ids, **values)
+        if ids:
+            _bind_query(len(ids), in_force_at is not None).execute(
+                self.conn, _id_values(ids) | {"kp": keypair_id, "at": in_force_at})
 
     def delete_instance(self, inst: Instance) -> None:
         self.conn.execute(delete(instances).where(instances.c.id == inst.id))
