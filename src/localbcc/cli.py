@@ -1,6 +1,7 @@
 """The `localbcc` command."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -105,22 +106,24 @@ def serve(
     raise typer.Exit(code)
 
 
-def _store(data_dir: Path, database_url: Optional[str]):
+@contextlib.contextmanager
+def _opened_store(data_dir: Path, database_url: Optional[str], *, prepare: bool = False):
+    """A store for one command; a schema, transfer or file problem becomes
+    `localbcc: <what to do>` and exit status 2, never a traceback."""
     from .server import open_store
-
-    return open_store(Settings(data_dir=data_dir, database_url=database_url))
-
-
-def _prepared(data_dir: Path, database_url: Optional[str]):
     from .store.db import SchemaMismatch
+    from .store.transfer import TransferError
 
-    store = _store(data_dir, database_url)
+    store = open_store(Settings(data_dir=data_dir, database_url=database_url))
     try:
-        store.prepare()
-    except SchemaMismatch as exc:
+        if prepare:
+            store.prepare()
+        yield store
+    except (SchemaMismatch, TransferError, OSError) as exc:
         typer.echo(f"localbcc: {exc}", err=True)
         raise typer.Exit(2)
-    return store
+    finally:
+        store.dispose()
 
 
 @account_app.command("create")
@@ -129,7 +132,8 @@ def account_create(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl
     from .clock import Clock
     from .store.accounts import Accounts
 
-    ak, sk = Accounts(_prepared(data_dir, database_url), Clock()).create()
+    with _opened_store(data_dir, database_url, prepare=True) as store:
+        ak, sk = Accounts(store, Clock()).create()
     typer.echo(f"access key  {ak}\nsecret key  {sk}")
 
 
@@ -142,39 +146,27 @@ def account_list(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl,
     from .domain.timefmt import iso
     from .store.accounts import Accounts
 
-    for ak, sk, created in Accounts(_prepared(data_dir, database_url), Clock()).list():
+    with _opened_store(data_dir, database_url, prepare=True) as store:
+        accounts = Accounts(store, Clock()).list()
+    for ak, sk, created in accounts:
         typer.echo(f"{ak}\t{sk if show_secrets else '*' * 8}\t{iso(created)}")
 
 
 @db_app.command("upgrade")
 def db_upgrade(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
     """Apply database migrations up to this version's schema."""
-    from .store.db import SchemaMismatch
-
-    store = _store(data_dir, database_url)
-    try:
+    with _opened_store(data_dir, database_url) as store:
         store.upgrade()
-    except SchemaMismatch as exc:
-        typer.echo(f"localbcc: {exc}", err=True)
-        raise typer.Exit(2)
-    finally:
-        store.dispose()
-    typer.echo(f"database at revision {store.current_revision()}")
+        typer.echo(f"database at revision {store.current_revision()}")
 
 
 @db_app.command("check")
 def db_check(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
     """Exit 0 if the database schema is the one this localbcc needs; else say what to do (exit 2)."""
-    from .store.db import SCHEMA_REVISION, SchemaMismatch
+    from .store.db import SCHEMA_REVISION
 
-    store = _store(data_dir, database_url)
-    try:
+    with _opened_store(data_dir, database_url) as store:
         store.check()
-    except SchemaMismatch as exc:
-        typer.echo(f"localbcc: {exc}", err=True)
-        raise typer.Exit(2)
-    finally:
-        store.dispose()
     typer.echo(f"database schema at revision {SCHEMA_REVISION}: up to date")
 
 
@@ -186,28 +178,21 @@ def db_export(file: str = typer.Argument(..., help="Where to write (JSON lines);
     import os
     import sys
 
-    from .store.db import SchemaMismatch
-    from .store.transfer import TransferError, export
+    from .store.transfer import export
 
-    store = _store(data_dir, database_url)
-    tmp = None
+    tmp = f"{file}.partial"
     try:
-        if file == "-":
-            counts = export(store, sys.stdout.buffer)
-        else:
-            tmp = f"{file}.partial"
-            with open(tmp, "wb") as out:
-                counts = export(store, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, file)
-            tmp = None
-    except (TransferError, SchemaMismatch) as exc:
-        typer.echo(f"localbcc: {exc}", err=True)
-        raise typer.Exit(2)
+        with _opened_store(data_dir, database_url) as store:
+            if file == "-":
+                counts = export(store, sys.stdout.buffer)
+            else:
+                with open(tmp, "wb") as out:
+                    counts = export(store, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, file)
     finally:
-        store.dispose()
-        if tmp is not None and os.path.exists(tmp):
+        if file != "-" and os.path.exists(tmp):
             os.unlink(tmp)
     typer.echo(f"exported {_summary(counts)} to {file}", err=True)
 
@@ -219,21 +204,14 @@ def db_import(file: str = typer.Argument(..., help="An export file; - for stdin.
     All or nothing: on any problem nothing is written."""
     import sys
 
-    from .store.db import SchemaMismatch
-    from .store.transfer import TransferError, import_
+    from .store.transfer import import_
 
-    store = _store(data_dir, database_url)
-    try:
+    with _opened_store(data_dir, database_url) as store:
         if file == "-":
             counts = import_(store, sys.stdin.buffer)
         else:
             with open(file, "rb") as src:
                 counts = import_(store, src)
-    except (TransferError, SchemaMismatch, OSError) as exc:
-        typer.echo(f"localbcc: {exc}", err=True)
-        raise typer.Exit(2)
-    finally:
-        store.dispose()
     typer.echo(f"imported {_summary(counts)}", err=True)
 
 

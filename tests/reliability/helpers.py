@@ -17,21 +17,10 @@ from baidubce.exception import BceHttpClientError, BceServerError
 
 from localbcc.auth import format_timestamp, sign
 
+from ..api.rawhttp import Reply  # noqa: E402  (one reply type for raw requests)
+from ..waiting import wait_until  # noqa: E402
+
 ENVELOPE_KEYS = {"requestId", "code", "message"}
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-    @property
-    def code(self) -> str | None:
-        return self.json().get("code") if self.body else None
 
 
 def auth_headers(server, method: str, path: str, query: str = "", body: bytes | None = None, *,
@@ -129,17 +118,6 @@ def sdk_error(fn: Callable, *args, **kwargs) -> tuple[int, str, str]:
     except BceServerError as err:
         return err.status_code, err.code, str(err)
     raise AssertionError(f"{getattr(fn, '__name__', fn)} succeeded")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def openssh_ed25519(comment: str = "") -> str:

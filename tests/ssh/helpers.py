@@ -14,6 +14,8 @@ import paramiko
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from ..waiting import wait_until  # noqa: F401  (re-exported for the SSH tests)
+
 UBUNTU, DEBIAN, WINDOWS = "m-Ubt2204a", "m-Deb12x64", "m-Win2019d"
 
 
@@ -60,17 +62,6 @@ def wait_status(client, iid: str, want: str = "Running", timeout: float = 10.0):
             return inst
         if time.monotonic() > deadline:
             raise AssertionError(f"{iid} is {inst.status}, not {want}, after {timeout} s")
-        time.sleep(0.02)
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
 
 
