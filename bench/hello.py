@@ -2,7 +2,10 @@
 
 Run as ``python bench/hello.py PORT``. The uvicorn options are those of
 ``localbcc serve`` with one process (src/localbcc/server.py): uvloop,
-httptools, no access log, no log config. Each ratio in bench/RESULTS.md is a
+httptools, no access log, no log config, the same keep-alive and shutdown
+timeouts. localbcc runs a subclass of uvicorn's httptools protocol that adds
+header timeouts (api/protocol.py); that cost counts as localbcc's, so the
+baseline is uvicorn's own protocol. Each ratio in bench/RESULTS.md is a
 localbcc figure divided by this app's requests per second.
 """
 from __future__ import annotations

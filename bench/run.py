@@ -227,16 +227,15 @@ class Server:
         sys.exit(f"{self.name} did not answer /healthz within {timeout} s; see {self.log}")
 
     def settle(self, timeout: float = 60.0) -> float:
-        """Wait until the server is idle (below 5% of a CPU over 0.5 s): after
+        """Wait until the server is idle (below 5% of a CPU over two 0.5 s spans): after
         start-up it may still be working (e.g. opening the SSH endpoints of
         10,000 instances), which is not what a scenario measures. Returns the
         seconds waited."""
-        started = time.perf_counter()
-        while time.perf_counter() - started < timeout:
+        started, quiet = time.perf_counter(), 0
+        while time.perf_counter() - started < timeout and quiet < 2:  # idle twice in a row
             before = self.cpu_seconds()
             time.sleep(0.5)
-            if self.cpu_seconds() - before < 0.025:
-                break
+            quiet = quiet + 1 if self.cpu_seconds() - before < 0.025 else 0
         return time.perf_counter() - started
 
     def cpu_seconds(self) -> float:
@@ -622,7 +621,7 @@ def ready(server: Server) -> Server:
     """Start the server and wait until start-up work is over."""
     took = server.start()
     settled = server.settle()
-    if settled > 1:
+    if settled > 1.5:
         print(f"  {server.name}: answered /healthz after {took:.1f} s, idle after "
               f"{settled:.1f} s more", flush=True)
     return server

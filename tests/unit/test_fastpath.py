@@ -266,6 +266,30 @@ def test_get_sees_a_commit_by_another_process_at_once(store, service):
     assert service.get(AK, kid)["keypair"]["name"] == "theirs"
 
 
+def test_the_change_counter_is_read_once_per_loop_turn(store, service):
+    kid = _import(service, "turns")
+    path = store.url.removeprefix("sqlite:///")
+
+    def commit_elsewhere(name):
+        with sqlite3.connect(path) as other:
+            other.execute("UPDATE keypairs SET name = ? WHERE id = ?", (name, kid))
+
+    async def turns():
+        first = store._data_version()
+        commit_elsewhere("elsewhere-1")
+        # Same loop turn: every request handled now arrived before the reading.
+        assert store._data_version() == first
+        await asyncio.sleep(0)  # the loop polls for I/O: new requests may arrive
+        second = store._data_version()
+        assert second != first
+        assert service.get(AK, kid)["keypair"]["name"] == "elsewhere-1"
+        commit_elsewhere("elsewhere-2")
+        await asyncio.sleep(0)
+        assert service.get(AK, kid)["keypair"]["name"] == "elsewhere-2"
+
+    asyncio.run(turns())
+
+
 def test_the_cache_is_used(service, monkeypatch):
     kid = _import(service, "hot")
     service.get(AK, kid)

@@ -468,16 +468,40 @@ class _Checkpointer:
 class _DataVersion:
     """SQLite's ``PRAGMA data_version`` on a connection of its own that never
     writes: the value changes whenever any other connection, of this process or
-    another, commits. The read cache compares it before every lookup."""
+    another, commits. The read cache compares it before every lookup.
+
+    On an event loop's thread one reading serves until the loop next polls for
+    I/O (a callback scheduled with the reading forgets it: the loop runs it
+    after its next poll). Requests only arrive through that poll, so every
+    request handled meanwhile was received before the reading, and a commit
+    acknowledged before such a request was sent is already counted in it."""
 
     def __init__(self, engine: Engine):
         self._engine = engine
         self._conn = None
         self._sqlite = None  # the sqlite3 connection inside _conn
         self._lock = threading.Lock()
+        self._memo: tuple[int, int] | None = None  # (thread, version) until the next poll
 
     def __call__(self) -> int | None:
         """The counter, or None if it cannot be read (the read then skips the cache)."""
+        memo = self._memo
+        if memo is not None and memo[0] == threading.get_ident():
+            return memo[1]
+        version = self._read()
+        if version is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop: read it every time
+                return version
+            self._memo = (threading.get_ident(), version)
+            loop.call_soon(self._forget)
+        return version
+
+    def _forget(self) -> None:
+        self._memo = None
+
+    def _read(self) -> int | None:
         with self._lock:
             try:
                 if self._conn is None:
