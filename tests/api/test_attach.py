@@ -162,6 +162,17 @@ def test_each_seed_error_code(c, cs, images):
     assert "running or stopped" in str(err.last_error)
 
 
+@pytest.mark.parametrize("action", ["attach_keypair", "detach_keypair"])
+def test_ids_no_instance_can_have_are_simply_unknown(c, action):
+    """Found by schemathesis: an id with a NUL (which PostgreSQL cannot even
+    compare) or far too long is an instance that does not exist, not a 500."""
+    kp = new_keypair(c)
+    [run] = running(c)
+    for odd in ["i-\x00bad0000", "\x00", "i-" + "x" * 500, "\u00e9\u4e2d"]:
+        expect_error(404, "Keypair.InstanceNotExist", getattr(c, action), kp, [run, odd])
+    assert keypair_count(c, kp) == 0
+
+
 def test_in_between_statuses_are_forbidden(c, cs):
     kp = new_keypair(c)
     [creating] = starting(cs)

@@ -330,6 +330,19 @@ def test_create_requires_an_image_id(server, client):
     assert_raw_error(resp, 400, "InappropriateJSON")
 
 
+@pytest.mark.parametrize("field,value", [
+    ("name", "n" * 129), ("hostname", "h" * 129), ("instanceType", "t" * 65),
+    ("zoneName", "z" * 65), ("name", "a\x00b")])
+def test_create_refuses_strings_that_do_not_fit(server, client, field, value):
+    """Found by fuzzing: PostgreSQL refuses over-long or NUL-bearing text (a 500
+    before); both backends now answer 400 InappropriateJSON naming the field."""
+    image, _ = image_ids(client)
+    reply = raw_request(server, "POST", "/v2/instance", "",
+                        {"imageId": image, field: value})
+    assert_raw_error(reply, 400, "InappropriateJSON")
+    assert field in reply.json()["message"]
+
+
 def test_create_with_a_keypair(client):
     linux, windows = image_ids(client)
     kp = new_keypair(client, "at-create")

@@ -50,16 +50,16 @@ class InstanceService:
         body = validation.body_object(body)
         image = get_image(validation.required_str(body, "imageId"))
         count = validation.optional_int(body, "purchaseCount", 1, 1, 100)
-        name = validation.optional_str(body, "name")
-        hostname = validation.optional_str(body, "hostname")
+        name = validation.optional_str(body, "name", 128)
+        hostname = validation.optional_str(body, "hostname", 128)
         keypair_id = validation.optional_str(body, "keypairId")
         cipher_pass = validation.optional_str(body, "adminPass")
         cpu = validation.optional_int(body, "cpuCount", 1, 1, 1024)
         memory = validation.optional_int(body, "memoryCapacityInGB", 1, 1, 16384)
-        instance_type = validation.optional_str(body, "instanceType") or "N3"
-        zone = validation.optional_str(body, "zoneName") or f"cn-{self.region}-a"
+        instance_type = validation.optional_str(body, "instanceType", 64) or "N3"
+        zone = validation.optional_str(body, "zoneName", 64) or f"cn-{self.region}-a"
         billing = body.get("billing") if isinstance(body.get("billing"), dict) else {}
-        payment = billing.get("paymentTiming") if isinstance(billing.get("paymentTiming"), str) else "Postpaid"
+        payment = validation.optional_str(billing, "paymentTiming", 32) or "Postpaid"
         if keypair_id is not None and not image.is_linux:
             raise BceError(ErrorCode.UnsupportOsType)
         password = decrypt_admin_pass(cipher_pass, secret_key) if cipher_pass else None

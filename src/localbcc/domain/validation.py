@@ -33,12 +33,15 @@ def required_str(body: dict, field: str) -> str:
     return value
 
 
-def optional_str(body: dict, field: str) -> str | None:
+def optional_str(body: dict, field: str, max_len: int | None = None) -> str | None:
+    """A string or None; ``max_len`` is the column's size where it is stored."""
     value = body.get(field)
     if value is not None and not isinstance(value, str):
         raise inappropriate(field, "must be a string")
     if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in text
         raise inappropriate(field, "must not contain NUL characters")
+    if value is not None and max_len is not None and len(value) > max_len:
+        raise inappropriate(field, f"may be at most {max_len} characters long")
     return value
 
 

@@ -87,6 +87,12 @@ def _bind_query(n: int, in_force: bool) -> Prepared:
     return Prepared(update(instances).where(instances.c.id.in_(_id_params(n))).values(**values))
 
 
+def _lookup_ids(ids: list[str]) -> list[str]:
+    """Distinct ids worth looking up. A string with a NUL names no row, and
+    PostgreSQL refuses NUL in text parameters, so it is not sent at all."""
+    return [i for i in dict.fromkeys(ids) if "\x00" not in i]
+
+
 class Tx:
     """One open transaction."""
 
@@ -218,18 +224,18 @@ class Tx:
 
     def get_instances(self, account: str, ids: list[str], *,
                       for_update: bool = False) -> dict[str, Instance]:
+        ids = _lookup_ids(ids)
         if not ids:
             return {}
-        ids = list(dict.fromkeys(ids))
         rows = _instances_query(len(ids), for_update).execute(self.conn, _id_values(ids)).fetchall()
         found = (Instance(*row[:-1], keypair_name=row[-1] or "") for row in rows)
         return {inst.id: inst for inst in found if inst.account == account}
 
     def get_bindings(self, account: str, ids: list[str]) -> dict[str, Binding]:
         """The binding state of this account's instances among ``ids``, locked for update."""
+        ids = _lookup_ids(ids)
         if not ids:
             return {}
-        ids = list(dict.fromkeys(ids))
         rows = _bindings_query(len(ids)).execute(self.conn, _id_values(ids)).fetchall()
         found = (Binding(*row) for row in rows)
         return {b.id: b for b in found if b.account == account}
