@@ -6,6 +6,8 @@ Budget: about 25 s per storage backend (MAX_EXAMPLES per operation and mode).
 """
 from __future__ import annotations
 
+import os
+
 import time
 import urllib.request
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -31,7 +33,10 @@ from localbcc.auth import format_timestamp, sign
 
 from .helpers import ENVELOPE_KEYS, openssh_ed25519
 
-MAX_EXAMPLES = 12  # per operation and generation mode (positive, negative)
+MAX_EXAMPLES = int(os.environ.get("LOCALBCC_FUZZ_EXAMPLES", "12"))  # per operation and mode
+# CI replays the same examples every run, so a red CI always means a change broke
+# something; elsewhere each run explores new inputs (set CI=true to replay CI's).
+DERANDOMIZE = os.environ.get("CI") == "true"
 
 
 def _document(server) -> dict:
@@ -132,7 +137,7 @@ def test_schemathesis_finds_no_server_error_and_no_violation(fuzz_target):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(generation_mode=mode)
 
-            @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
+            @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE,
                       phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
             @given(case=strategy, pick=st.integers(min_value=0, max_value=7))
