@@ -132,10 +132,10 @@ def test_one_process_serves_the_ssh_of_a_database(fresh_server, tmp_path):
         forced.stop()
         # the first goes away: the standby takes over
         first.stop()
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection((inst.public_ip, inst.ssh_port), timeout=5).close()
-        wait_until(lambda: banner(inst), 10, "the standby to take over")
-        assert "this process serves" in _log(second)
+        # (no "refused in between" check: the standby may win the lock before a
+        # test could look, which is what a standby is for)
+        wait_until(lambda: "this process serves" in _log(second), 10, "the standby to take over")
+        wait_until(lambda: banner(inst), 10, "the standby's endpoint to answer")
         with pconnect(inst, key) as c:
             assert run(c, "hostname")[1] == inst.hostname + "\n"
     finally:
