@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import typer.main
@@ -22,7 +21,7 @@ from baidubce.services.bcc.bcc_client import BccClient
 from localbcc import __version__
 from localbcc.cli import app
 
-from .server import ROOT, free_port
+from .server import ROOT, free_port, wait_healthy
 
 _SCRIPT = Path(sys.executable).with_name("localbcc")
 LOCALBCC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "localbcc"]
@@ -111,16 +110,8 @@ class Serve:
         with open(self.out, "wb") as fh:
             self.proc = subprocess.Popen(LOCALBCC + ["serve", *self.args], stdout=fh,
                                          stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.out.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("server did not become healthy: " + self.out.read_text()[-3000:])
+        wait_healthy(self.proc, f"127.0.0.1:{self.port}", self.out, 30)
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.proc.poll() is None:
