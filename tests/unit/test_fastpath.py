@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -26,7 +27,7 @@ from localbcc.domain.keypairs import KeypairService
 from localbcc.errors import BceError, ErrorCode
 from localbcc.store.accounts import Accounts
 from localbcc.store.cache import ReadCache
-from localbcc.store.db import Store, sqlite_url
+from localbcc.store.db import Store, _Checkpointer, sqlite_url
 from localbcc.store.prepared import Prepared
 from localbcc.store.schema import accounts, keypairs
 
@@ -189,6 +190,36 @@ def test_a_write_outside_an_event_loop_commits_at_once(store, service):
     kid = _import(service, "direct")
     service.rename(AK, kid, {"name": "direct-2"})
     assert _committed_name(store, kid) == "direct-2"
+
+
+def test_the_wal_is_rewound_under_sustained_writes(store, service, monkeypatch):
+    """Back-to-back batches never leave SQLite a moment to rewind the WAL by
+    itself; the writer's RESTART checkpoint (store/db.py, _Checkpointer) does."""
+    monkeypatch.setattr(_Checkpointer, "RESTART_PAGES", 50)
+    kids = [_import(service, f"w{i}") for i in range(8)]
+    wal = Path(store.url.removeprefix("sqlite:///") + "-wal")
+    sizes = []
+
+    async def writer(kid: str, until: float):
+        n = 0
+        while time.monotonic() < until:
+            service.rename(AK, kid, {"name": f"{kid}-{n}"})
+            await store.durable()
+            n += 1
+
+    async def sustained():
+        until = time.monotonic() + 2.0
+        tasks = [asyncio.create_task(writer(kid, until)) for kid in kids]
+        while time.monotonic() < until:
+            await asyncio.sleep(0.05)
+            sizes.append(wal.stat().st_size)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(sustained())
+    pages = 50 * 4096
+    # Without the rewind the WAL grows all along (megabytes in two seconds).
+    assert max(sizes) < 20 * pages, sizes
+    assert min(sizes[len(sizes) // 2:]) < 4 * pages, sizes
 
 
 # -- the read cache ------------------------------------------------------------------------
