@@ -104,11 +104,16 @@ class Store:
         try:
             batch = self._batch_for(write)
             if batch is not None:
-                with batch.savepoint():
+                batch.savepoint()
+                try:
                     yield Tx(batch.conn, True)
+                except BaseException:
+                    batch.roll_back_savepoint()
+                    raise
+                batch.release_savepoint()
                 return
             with self._connection() as conn:
-                conn.execution_options(localbcc_write=write)  # read by the SQLite begin hook
+                conn.info[WRITE_FLAG] = write  # read by the SQLite begin hook
                 with conn.begin():
                     yield Tx(conn, self.is_sqlite)
             if write and self._checkpoints is not None:
@@ -160,7 +165,7 @@ class Store:
             with contextlib.suppress(DBAPIError):
                 batch.transaction.rollback()
         self._checkpoints.wrote()
-        batch.done.set_result(None)
+        batch.finish()
         if self._checkpoints.restart_due and not batch.broken:
             self._checkpoints.restart(batch.conn)
 
@@ -170,7 +175,7 @@ class Store:
         batch = self._batch
         if batch is None or batch.thread != threading.get_ident():
             return
-        await asyncio.shield(batch.done)  # one waiter's cancellation must not cancel the rest
+        await batch.committed()
         if batch.broken:
             raise BceError(ErrorCode.ServiceUnavailable)
 
@@ -359,6 +364,9 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     return name in {"OperationalError", "InterfaceError", "AdminShutdown", "ConnectionTimeout"}
 
 
+#: Set in a connection's info right before a write transaction begins (the
+#: SQLite begin hook takes it out again and says BEGIN IMMEDIATE).
+WRITE_FLAG = "localbcc_write"
 BUSY_TIMEOUT_MS = 10000
 WAL_SIZE_LIMIT = 64 << 20
 
@@ -382,8 +390,7 @@ def _setup_sqlite(engine: Engine, durability: str) -> None:
     def _on_begin(conn: Connection):
         # Writers take the lock up front, so two processes never deadlock
         # upgrading a read lock; readers use a plain deferred transaction.
-        write = conn.get_execution_options().get("localbcc_write", False)
-        _BEGIN[write].execute(conn, {})
+        _BEGIN[conn.info.pop(WRITE_FLAG, False)].execute(conn, {})
 
 
 _BEGIN = {True: Prepared(text("BEGIN IMMEDIATE")), False: Prepared(text("BEGIN"))}
@@ -402,24 +409,36 @@ class _Batch:
     def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop):
         self.conn = conn
         self.thread = threading.get_ident()
-        self.done = loop.create_future()
+        self.loop = loop
+        self.waiters: list[asyncio.Future] = []
         self.broken = False  # a failure undid more than one savepoint: commit nothing
-        conn.execution_options(localbcc_write=True)
+        conn.info[WRITE_FLAG] = True
         self.transaction = conn.begin()  # BEGIN IMMEDIATE
 
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> None:
         _SAVEPOINT.execute(self.conn, {})
-        try:
-            yield
-        except BaseException:
-            try:
-                _ROLLBACK_TO.execute(self.conn, {})
-                _RELEASE.execute(self.conn, {})
-            except DBAPIError:  # SQLite already rolled the whole transaction back
-                self.broken = True
-            raise
+
+    def release_savepoint(self) -> None:
         _RELEASE.execute(self.conn, {})
+
+    def roll_back_savepoint(self) -> None:
+        try:
+            _ROLLBACK_TO.execute(self.conn, {})
+            _RELEASE.execute(self.conn, {})
+        except DBAPIError:  # SQLite already rolled the whole transaction back
+            self.broken = True
+
+    def committed(self) -> asyncio.Future:
+        """A future of the caller's own, done once the batch is committed (or
+        failed): one waiter's cancellation must not cancel the others'."""
+        waiter = self.loop.create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def finish(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class _Checkpointer:

@@ -49,16 +49,15 @@ class Prepared:
         sql, names, fixed = self._compile(dialect)
         if fixed:
             params = fixed | params
-        args = tuple([params[name] for name in names]) if names is not None else params
+        args = tuple(map(params.__getitem__, names)) if names is not None else params
         driver = conn.connection.dbapi_connection  # sqlite3's or psycopg's own connection
-        cursor = driver.cursor()
         try:
-            cursor.execute(sql, args)
+            # Both drivers offer Connection.execute: a new cursor, executed, in one call.
+            return driver.execute(sql, args)
         except dialect.loaded_dbapi.Error as exc:
             # Report it as SQLAlchemy would have, so callers handle one kind of error.
-            gone = dialect.is_disconnect(exc, driver, cursor)
+            gone = dialect.is_disconnect(exc, driver, None)
             if gone:
                 conn.invalidate(exc)
             raise DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error,
                                       connection_invalidated=gone, dialect=dialect) from exc
-        return cursor

@@ -36,7 +36,7 @@ import orjson
 from sqlalchemy import Integer, MetaData, Table, func, insert, select, text
 from sqlalchemy.engine import Connection
 
-from .db import SCHEMA_REVISION, Store
+from .db import SCHEMA_REVISION, WRITE_FLAG, Store
 
 FORMAT = "localbcc-export"
 VERSION = 1
@@ -287,7 +287,7 @@ def import_(store: Store, src: IO[bytes]) -> dict[str, int]:
 
 def _load(store: Store, header: dict, lines: Iterator[tuple[int, dict]]) -> dict[str, int]:
     with store.engine.connect() as conn:
-        conn = conn.execution_options(localbcc_write=True)
+        conn.info[WRITE_FLAG] = True  # BEGIN IMMEDIATE on SQLite
         with conn.begin():
             tables = {t.name: t for t in _tables(conn)}
             declared = header["tables"]
