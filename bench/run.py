@@ -17,9 +17,13 @@ Scenarios (see issue 5 and bench/RESULTS.md):
 6. server RSS with 100,000 pairs and 10,000 instances stored, after warm-up
    (plus the attach figure of `--durability full`, without a target)
 
-The hello-world baseline is measured first and last; ratios use the mean of
-the two, and the runner warns when they differ much or when other processes
-keep the CPU busy (the figures are then not comparable with bench/RESULTS.md).
+The throughput ratios (1, 2 and the --durability full attach) are measured
+in rounds: hello-world, then each localbcc scenario, one second each, both
+servers running side by side. Each round gives a ratio; the figure is the
+median of the rounds. The speed of a shared 2-core machine moves by tens of
+percent from one second to the next, so a baseline measured minutes apart
+would say more about that than about localbcc. The runner also warns when
+other processes keep the CPU busy.
 
 Usage: python bench/run.py [--quick] [--record] [--profile]
   --quick    shorter runs (a smoke test of the benchmark itself)
@@ -82,6 +86,7 @@ class Timing:
     warmup_s: int = 1
     connections: int = 16
     cold_starts: int = 5
+    rounds: int = 8  # of the throughput ratios: hello-world and scenarios 1 and 2, 1 s each
 
 
 # -- the machine and wrk ----------------------------------------------------------------
@@ -414,6 +419,36 @@ class Wrk:
                                  str(seconds), "--rate", "250", "--format", "raw", "--output",
                                  str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def rounds(self, baseline: tuple[str, Server, list[bytes]],
+               scenarios: list[tuple[str, Server, list[list[bytes]]]],
+               warmups: list[list[bytes]]) -> tuple[Run, list[Run], list[list[float]]]:
+        """Throughput in rounds of one-second slices: the baseline, then every
+        scenario with its requests for that round (attach calls need fresh
+        instances each round). Returns the merged baseline Run, the merged Run
+        of each scenario, and each scenario's throughput ratio per round."""
+        base_name, base_server, base_requests = baseline
+        slice_s, connections = 1, self.timing.connections
+        self.run(base_name + " warm-up", base_server, base_requests, seconds=self.timing.warmup_s,
+                 connections=connections, record=False)
+        for (name, server, _), warmup in zip(scenarios, warmups):
+            self.run(name + " warm-up", server, warmup, seconds=self.timing.warmup_s,
+                     connections=connections, record=False)
+        base_slices: list[Run] = []
+        slices: list[list[Run]] = [[] for _ in scenarios]
+        for r in range(self.timing.rounds):
+            base_slices.append(self.run(base_name, base_server, base_requests, seconds=slice_s,
+                                        connections=connections, record=False))
+            for i, (name, server, per_round) in enumerate(scenarios):
+                slices[i].append(self.run(name, server, per_round[r], seconds=slice_s,
+                                          connections=connections, record=False))
+        merged = [_merge(base_name, base_slices)] + [
+            _merge(name, runs) for (name, _, _), runs in zip(scenarios, slices)]
+        for run in merged:
+            self._print(run)
+            self.runs.append(run)
+        ratios = [[s.rps / b.rps for s, b in zip(runs, base_slices)] for runs in slices]
+        return merged[0], merged[1:], ratios
+
     def throughput(self, name: str, server: Server, requests: list[bytes],
                    warmup: list[bytes] | None = None) -> Run:
         self.run(name + " warm-up", server, warmup or requests, seconds=self.timing.warmup_s,
@@ -455,11 +490,11 @@ class Figures:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def small_world(data_dir: Path):
+def small_world(data_dir: Path, rounds: int):
     """100 pairs; stopped instances in separate pools for each attach run, so
     no run starts on bindings an earlier run left behind."""
-    sizes = {"s2_warm": 256, "s2": 256, "s4one_warm": 32, "s4one": 32,
-             "s4many_warm": 400, "s4many": 400}
+    sizes = {"s2_warm": 256, **{f"s2_round{r}": 256 for r in range(rounds)}, "s2_profile": 256,
+             "s4one_warm": 32, "s4one": 32, "s4many_warm": 400, "s4many": 400}
     kp_ids, inst_ids = seed(data_dir, 100, sum(sizes.values()))
     pools, at = {}, 0
     for name, size in sizes.items():
@@ -467,11 +502,14 @@ def small_world(data_dir: Path):
     return kp_ids, pools
 
 
-def attach_figures(wrk: Wrk, server: Server, kp_ids: list[str], pools: dict, label: str) -> Run:
+def attach_scenario(label: str, server: Server, kp_ids: list[str], pools: dict,
+                    rounds: int) -> tuple[tuple[str, Server, list[list[bytes]]], list[bytes]]:
+    """Scenario 2's attach calls for every round (each on instances of its
+    own), and for the warm-up."""
     pair = (kp_ids[0], kp_ids[1])
-    return wrk.throughput(label, server,
-                          attach_requests(server.port, pair, pools["s2"], 1),
-                          attach_requests(server.port, pair, pools["s2_warm"], 1))
+    per_round = [attach_requests(server.port, pair, pools[f"s2_round{r}"], 1)
+                 for r in range(rounds)]
+    return (label, server, per_round), attach_requests(server.port, pair, pools["s2_warm"], 1)
 
 
 def main() -> int:
@@ -480,7 +518,7 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="append the figures to bench/RESULTS.md")
     parser.add_argument("--profile", action="store_true", help="py-spy the server in scenarios 1 and 2")
     args = parser.parse_args()
-    timing = Timing(2, 2, 1, 16, 3) if args.quick else Timing()
+    timing = Timing(2, 2, 1, 16, 3, 2) if args.quick else Timing()
     OUT.mkdir(exist_ok=True)
     for old in [*OUT.glob("*.log"), *OUT.glob("*.profile.txt")]:
         old.unlink()
@@ -491,20 +529,39 @@ def main() -> int:
     print(f"load average: {load_before:.2f}\n", flush=True)
     figures = Figures()
 
-    hello_first = hello_world(wrk, "hello-world (first)")
-
-    # Scenarios 1, 2, 3 (100 pairs) and 4 on a small database.
-    print("seeding 100 pairs ...", flush=True)
-    small_dir = OUT / "small"
-    kp_ids, pools = small_world(small_dir)
+    # Scenarios 1, 2 and the --durability full attach: throughput, in rounds
+    # alternating with the hello-world (Wrk.rounds); then 4 (latency).
+    print("seeding 100 pairs, twice ...", flush=True)
+    small_dir, full_dir = OUT / "small", OUT / "full"
+    kp_ids, pools = small_world(small_dir, timing.rounds)
+    full_kp, full_pools = small_world(full_dir, timing.rounds)
+    hello_server = ready(hello())
     server = ready(localbcc("localbcc-small", small_dir))
+    full_server = ready(localbcc("localbcc-full", full_dir, "--durability", "full"))
     try:
         port = server.port
-        wrk.profile = args.profile
-        s1 = wrk.throughput("S1 GET keypair", server,
-                            [signed_request(port, "GET", f"/v2/keypair/{k}") for k in kp_ids])
-        s2 = attach_figures(wrk, server, kp_ids, pools, "S2 attach (1 id)")
-        wrk.profile = False
+        s1_requests = [signed_request(port, "GET", f"/v2/keypair/{k}") for k in kp_ids]
+        s2_scenario, s2_warmup = attach_scenario("S2 attach (1 id)", server, kp_ids, pools,
+                                                 timing.rounds)
+        full_scenario, full_warmup = attach_scenario("attach, --durability full", full_server,
+                                                     full_kp, full_pools, timing.rounds)
+        hello_run, (s1, s2, full), ratios = wrk.rounds(
+            ("hello-world", hello_server, [b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"]),
+            [("S1 GET keypair", server, [s1_requests] * timing.rounds), s2_scenario,
+             full_scenario],
+            [s1_requests, s2_warmup, full_warmup])
+        s1_ratio, s2_ratio, full_ratio = (statistics.median(r) for r in ratios)
+        print(f"  ratios per round: S1 {_spread(ratios[0])}; S2 {_spread(ratios[1])}; "
+              f"--durability full {_spread(ratios[2])}", flush=True)
+        full_server.stop()
+        if args.profile:  # after the measured runs: py-spy slows the server down
+            wrk.profile = True
+            wrk.run("S1 GET keypair, profiled", server, s1_requests,
+                    seconds=timing.throughput_s, connections=timing.connections)
+            wrk.run("S2 attach, profiled", server,
+                    attach_requests(port, (kp_ids[0], kp_ids[1]), pools["s2_profile"], 1),
+                    seconds=timing.throughput_s, connections=timing.connections)
+            wrk.profile = False
 
         pair = (kp_ids[2], kp_ids[3])
         one = wrk.latency("S4 attach 1 id", server,
@@ -514,16 +571,9 @@ def main() -> int:
                            attach_requests(port, pair, pools["s4many"], 100),
                            attach_requests(port, pair, pools["s4many_warm"], 100))
     finally:
+        hello_server.stop()
         server.stop()
-
-    # --durability full: the same attach scenario on a fresh copy (no target).
-    full_dir = OUT / "full"
-    kp_ids, pools = small_world(full_dir)
-    server = ready(localbcc("localbcc-full", full_dir, "--durability", "full"))
-    try:
-        full = attach_figures(wrk, server, kp_ids, pools, "attach, --durability full")
-    finally:
-        server.stop()
+        full_server.stop()
 
     # Scenario 5: cold start on a fresh data directory (schema created) and on
     # an existing one (schema checked).
@@ -573,37 +623,35 @@ def main() -> int:
         small.stop()
         server.stop()
 
-    hello_last = hello_world(wrk, "hello-world (last)")
-    hello_rps = (hello_first.rps + hello_last.rps) / 2
-    hello_cpu = (hello_first.cpu_us + hello_last.cpu_us) / 2
+    hello_rps, hello_cpu = hello_run.rps, hello_run.cpu_us
     warnings = []
-    if abs(hello_first.rps - hello_last.rps) > 0.15 * hello_rps:
-        warnings.append(f"hello-world gave {hello_first.rps:.0f} req/s first and "
-                        f"{hello_last.rps:.0f} last: the machine's speed changed during the run")
     if load_before > 1.0:  # measured before the benchmark added its own load
         warnings.append(f"load average {load_before:.1f} at the start: other processes used "
                         f"the CPU, so the figures are low and the ratios noisy")
 
     figures.ratios = {
-        "S1 GET / hello": s1.rps / hello_rps,
-        "S2 attach / hello": s2.rps / hello_rps,
+        "S1 GET / hello": s1_ratio,
+        "S2 attach / hello": s2_ratio,
         "S3 list 100k / list 100": list_big.mean_ms / list_small.mean_ms,
         "S4 attach 100 ids / 1 id": many.mean_ms / one.mean_ms,
         "S5 cold start (s)": cold_fresh,
         "S6 RSS (MB)": rss,
     }
     figures.notes = {
-        "S1 GET / hello": f"{s1.rps:.0f} / {hello_rps:.0f} req/s; by server CPU time per "
-                          f"request {hello_cpu / s1.cpu_us:.3f}",
-        "S2 attach / hello": f"{s2.rps:.0f} / {hello_rps:.0f} req/s, {s2.failures} failures; "
-                             f"by server CPU time per request {hello_cpu / s2.cpu_us:.3f}",
+        "S1 GET / hello": f"median of {timing.rounds} rounds ({_spread(ratios[0])}); "
+                          f"{s1.rps:.0f} / {hello_rps:.0f} req/s in all; by server CPU time "
+                          f"per request {hello_cpu / s1.cpu_us:.3f}",
+        "S2 attach / hello": f"median of {timing.rounds} rounds ({_spread(ratios[1])}); "
+                             f"{s2.rps:.0f} / {hello_rps:.0f} req/s in all, {s2.failures} "
+                             f"failures; by server CPU time per request "
+                             f"{hello_cpu / s2.cpu_us:.3f}",
         "S3 list 100k / list 100": f"mean {list_big.mean_ms:.3f} / {list_small.mean_ms:.3f} ms",
         "S4 attach 100 ids / 1 id": f"mean {many.mean_ms:.3f} / {one.mean_ms:.3f} ms",
         "S5 cold start (s)": f"fresh data dir; existing one: {cold_existing:.3f} s",
         "S6 RSS (MB)": f"peak {peak:.1f} MB",
     }
     failures = sum(r.failures for r in wrk.runs)
-    report = render(figures, wrk.runs, full, hello_rps, failures, warnings)
+    report = render(figures, wrk.runs, full, full_ratio, failures, warnings)
     print("\n" + report)
     print(f"benchmark took {time.perf_counter() - began:.0f} s")
     if args.record:
@@ -627,24 +675,19 @@ def ready(server: Server) -> Server:
     return server
 
 
-def hello_world(wrk: Wrk, name: str) -> Run:
-    """Throughput of the bare ASGI app, the baseline of every ratio."""
-    server = ready(hello())
-    try:
-        return wrk.throughput(name, server, [b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"])
-    finally:
-        server.stop()
+def _spread(ratios: list[float]) -> str:
+    return f"{min(ratios):.3g}–{max(ratios):.3g}"
 
 
-def render(figures: Figures, runs: list[Run], full: Run, hello_rps: float, failures: int,
+def render(figures: Figures, runs: list[Run], full: Run, full_ratio: float, failures: int,
            warnings: list[str]) -> str:
     lines = ["| figure | value | target | result | detail |", "|---|---|---|---|---|"]
     for name, value in figures.ratios.items():
         op, target = TARGETS[name]
         lines.append(f"| {name} | {value:.3g} | {op} {target:g} | "
                      f"{'pass' if _passes(name, value) else 'FAIL'} | {figures.notes[name]} |")
-    lines.append(f"| attach, --durability full / hello | {full.rps / hello_rps:.3g} | (none) | | "
-                 f"{full.rps:.0f} req/s, p50 {full.p50_ms:.3f} ms |")
+    lines.append(f"| attach, --durability full / hello | {full_ratio:.3g} | (none) | | "
+                 f"median of the rounds; {full.rps:.0f} req/s in all, p50 {full.p50_ms:.3f} ms |")
     lines += ["", "| run | connections | req/s | mean ms | p50 ms | p99 ms | server CPU µs/req "
                   "| failures |", "|---|---|---|---|---|---|---|---|"]
     for r in runs:
