@@ -392,18 +392,20 @@ class Wrk:
         if result.failures:
             print(f"    statuses {result.statuses}; first error: {result.first_error}")
 
-    def alternate(self, *scenarios: tuple[str, Server, list[bytes]]) -> list[Run]:
+    def alternate(self, *scenarios: tuple[str, Server, list[bytes], list[list[bytes]]]) -> list[Run]:
         """Latency runs of several scenarios in alternating one-second slices
-        (after a warm-up each), one merged Run per scenario."""
-        for name, server, requests in scenarios:
-            self.run(name + " warm-up", server, requests, seconds=self.timing.warmup_s,
+        (after a warm-up each), one merged Run per scenario. A scenario gives
+        its warm-up requests and the requests of each slice (attach calls need
+        instances of their own in every slice)."""
+        for name, server, warmup, _ in scenarios:
+            self.run(name + " warm-up", server, warmup, seconds=self.timing.warmup_s,
                      connections=1, record=False)
-        slices: dict[str, list[Run]] = {name: [] for name, _, _ in scenarios}
-        for _ in range(self.timing.latency_s):
-            for name, server, requests in scenarios:
-                slices[name].append(self.run(name, server, requests, seconds=1, connections=1,
-                                             record=False))
-        merged = [_merge(name, slices[name]) for name, _, _ in scenarios]
+        slices: dict[str, list[Run]] = {name: [] for name, _, _, _ in scenarios}
+        for i in range(self.timing.latency_s):
+            for name, server, _, per_slice in scenarios:
+                slices[name].append(self.run(name, server, per_slice[i], seconds=1,
+                                             connections=1, record=False))
+        merged = [_merge(name, slices[name]) for name, _, _, _ in scenarios]
         for run in merged:
             self._print(run)
             self.runs.append(run)
@@ -449,19 +451,6 @@ class Wrk:
         ratios = [[s.rps / b.rps for s, b in zip(runs, base_slices)] for runs in slices]
         return merged[0], merged[1:], ratios
 
-    def throughput(self, name: str, server: Server, requests: list[bytes],
-                   warmup: list[bytes] | None = None) -> Run:
-        self.run(name + " warm-up", server, warmup or requests, seconds=self.timing.warmup_s,
-                 connections=self.timing.connections, record=False)
-        return self.run(name, server, requests, seconds=self.timing.throughput_s,
-                        connections=self.timing.connections)
-
-    def latency(self, name: str, server: Server, requests: list[bytes],
-                warmup: list[bytes] | None = None) -> Run:
-        self.run(name + " warm-up", server, warmup or requests, seconds=self.timing.warmup_s,
-                 connections=1, record=False)
-        return self.run(name, server, requests, seconds=self.timing.latency_s, connections=1)
-
 
 def print_profile(path: Path, top: int = 22) -> None:
     """The functions with the largest share of samples (self and callees), from
@@ -490,11 +479,12 @@ class Figures:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def small_world(data_dir: Path, rounds: int):
+def small_world(data_dir: Path, rounds: int, slices: int):
     """100 pairs; stopped instances in separate pools for each attach run, so
     no run starts on bindings an earlier run left behind."""
     sizes = {"s2_warm": 256, **{f"s2_round{r}": 256 for r in range(rounds)}, "s2_profile": 256,
-             "s4one_warm": 32, "s4one": 32, "s4many_warm": 400, "s4many": 400}
+             "s4one_warm": 32, **{f"s4one_slice{i}": 32 for i in range(slices)},
+             "s4many_warm": 400, **{f"s4many_slice{i}": 400 for i in range(slices)}}
     kp_ids, inst_ids = seed(data_dir, 100, sum(sizes.values()))
     pools, at = {}, 0
     for name, size in sizes.items():
@@ -533,8 +523,8 @@ def main() -> int:
     # alternating with the hello-world (Wrk.rounds); then 4 (latency).
     print("seeding 100 pairs, twice ...", flush=True)
     small_dir, full_dir = OUT / "small", OUT / "full"
-    kp_ids, pools = small_world(small_dir, timing.rounds)
-    full_kp, full_pools = small_world(full_dir, timing.rounds)
+    kp_ids, pools = small_world(small_dir, timing.rounds, timing.latency_s)
+    full_kp, full_pools = small_world(full_dir, timing.rounds, 0)
     hello_server = ready(hello())
     server = ready(localbcc("localbcc-small", small_dir))
     full_server = ready(localbcc("localbcc-full", full_dir, "--durability", "full"))
@@ -563,13 +553,14 @@ def main() -> int:
                     seconds=timing.throughput_s, connections=timing.connections)
             wrk.profile = False
 
+        # Scenario 4: the two latencies in alternating slices, like scenario 3.
         pair = (kp_ids[2], kp_ids[3])
-        one = wrk.latency("S4 attach 1 id", server,
-                          attach_requests(port, pair, pools["s4one"], 1),
-                          attach_requests(port, pair, pools["s4one_warm"], 1))
-        many = wrk.latency("S4 attach 100 ids", server,
-                           attach_requests(port, pair, pools["s4many"], 100),
-                           attach_requests(port, pair, pools["s4many_warm"], 100))
+        slices = range(timing.latency_s)
+        one, many = wrk.alternate(
+            ("S4 attach 1 id", server, attach_requests(port, pair, pools["s4one_warm"], 1),
+             [attach_requests(port, pair, pools[f"s4one_slice{i}"], 1) for i in slices]),
+            ("S4 attach 100 ids", server, attach_requests(port, pair, pools["s4many_warm"], 100),
+             [attach_requests(port, pair, pools[f"s4many_slice{i}"], 100) for i in slices]))
     finally:
         hello_server.stop()
         server.stop()
@@ -603,11 +594,11 @@ def main() -> int:
         port = server.port
         # The two latencies are measured in alternating one-second slices, so
         # a change in the machine's load affects both alike.
+        list_100 = [signed_request(small.port, "GET", "/v2/keypair", "maxKeys=100")]
+        list_100k = [signed_request(port, "GET", "/v2/keypair", "maxKeys=100")]
         list_small, list_big = wrk.alternate(
-            ("S3 list, 100 stored", small,
-             [signed_request(small.port, "GET", "/v2/keypair", "maxKeys=100")]),
-            ("S3 list, 100,000 stored", server,
-             [signed_request(port, "GET", "/v2/keypair", "maxKeys=100")]))
+            ("S3 list, 100 stored", small, list_100, [list_100] * timing.latency_s),
+            ("S3 list, 100,000 stored", server, list_100k, [list_100k] * timing.latency_s))
         small.stop()
         # Warm-up for the memory figure: reads spread over the whole table.
         step = len(big_kp) // 2000

@@ -189,8 +189,9 @@ class InstanceService:
             kp = self._keypair(tx, account, keypair_id)
             now = self.clock.now()
             found = self._bindable(tx, account, ids, now, attaching=kp.id)
-            running = [i for i in ids if lifecycle.status(found[i], now) == RUNNING]
-            stopped = [i for i in ids if lifecycle.status(found[i], now) != RUNNING]
+            running, stopped = [], []
+            for iid in ids:
+                (running if lifecycle.status(found[iid], now) == RUNNING else stopped).append(iid)
             until = self._transition(tx, running, RUNNING, "restart", now)
             tx.bind(running, kp.id, until)  # in force once the restart is over
             tx.bind(stopped, kp.id, None)  # in force at the next start
