@@ -8,7 +8,7 @@ from ..store.repo import Tx
 from . import idempotency, lifecycle, network, validation
 from .images import get_image
 from .lifecycle import RUNNING, STOPPED
-from .models import Binding, Instance, Keypair
+from .models import Binding, Instance
 from .paging import page
 from .passwords import decrypt_admin_pass, hash_password
 from .timefmt import iso
@@ -186,23 +186,23 @@ class InstanceService:
     def attach(self, account: str, keypair_id: str, body: dict) -> dict:
         ids = validation.instance_ids(validation.body_object(body))
         with self.store.write() as tx:
-            kp = self._keypair(tx, account, keypair_id)
+            self._keypair(tx, account, keypair_id)
             now = self.clock.now()
-            found = self._bindable(tx, account, ids, now, attaching=kp.id)
+            found = self._bindable(tx, account, ids, now, attaching=keypair_id)
             running, stopped = [], []
             for iid in ids:
                 (running if lifecycle.status(found[iid], now) == RUNNING else stopped).append(iid)
-            until = self._transition(tx, running, RUNNING, "restart", now)
-            tx.bind(running, kp.id, until)  # in force once the restart is over
-            tx.bind(stopped, kp.id, None)  # in force at the next start
+            if running:  # restarted; the key comes in force once the restart is over
+                tx.bind(running, keypair_id, self._transition(tx, running, RUNNING, "restart", now))
+            tx.bind(stopped, keypair_id, None)  # in force at the next start
         return {"failedInstanceIdList": []}
 
     def detach(self, account: str, keypair_id: str, body: dict) -> dict:
         ids = validation.instance_ids(validation.body_object(body))
         with self.store.write() as tx:
-            kp = self._keypair(tx, account, keypair_id)
+            self._keypair(tx, account, keypair_id)
             found = self._bindable(tx, account, ids, self.clock.now())
-            tx.bind([i for i in ids if found[i].keypair_id == kp.id], None, None)
+            tx.bind([i for i in ids if found[i].keypair_id == keypair_id], None, None)
         return {"failedInstanceIdList": []}
 
     def _bindable(self, tx: Tx, account: str, ids: list[str], now: float,
@@ -239,11 +239,10 @@ class InstanceService:
         return inst
 
     @staticmethod
-    def _keypair(tx: Tx, account: str, keypair_id: str) -> Keypair:
-        kp = tx.get_keypair(account, keypair_id, for_update=True, with_count=False)
-        if kp is None:
+    def _keypair(tx: Tx, account: str, keypair_id: str) -> None:
+        """The account's key pair must exist; it stays locked (repo.Tx's lock order)."""
+        if not tx.lock_keypair(account, keypair_id):
             raise BceError(ErrorCode.KeypairNotExist)
-        return kp
 
 
 def parse_ids_param(raw: str | None) -> list[str] | None:

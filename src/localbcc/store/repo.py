@@ -33,14 +33,13 @@ def _count_subquery():
 # SQLite compiles a FOR UPDATE variant without the clause: BEGIN IMMEDIATE
 # already holds the database-wide write lock there.
 
-def _keypair_query(with_count: bool, for_update: bool) -> Prepared:
-    stmt = (select(*_KP_COLS, *((_count_subquery(),) if with_count else ()))
-            .where(keypairs.c.id == bindparam("id"), keypairs.c.account == bindparam("account")))
-    return Prepared(stmt.with_for_update() if for_update else stmt)
-
-
-_KEYPAIR = {(count, lock): _keypair_query(count, lock) for count in (True, False)
-            for lock in (True, False)}
+_KEYPAIR = Prepared(select(*_KP_COLS, _count_subquery())
+                    .where(keypairs.c.id == bindparam("id"),
+                           keypairs.c.account == bindparam("account")))
+_LOCK_KEYPAIR = Prepared(select(keypairs.c.seq)
+                         .where(keypairs.c.id == bindparam("id"),
+                                keypairs.c.account == bindparam("account"))
+                         .with_for_update())
 _LIST_KEYPAIRS = (select(*_KP_COLS, _count_subquery())
                   .where(keypairs.c.account == bindparam("account"),
                          keypairs.c.seq >= bindparam("start"))
@@ -158,19 +157,23 @@ class Tx:
     def insert_keypair(self, values: dict[str, Any]) -> None:
         self.conn.execute(insert(keypairs).values(**values))
 
-    def get_keypair(self, account: str, keypair_id: str, *, for_update: bool = False,
-                    with_count: bool = True) -> Keypair | None:
-        params = {"id": keypair_id, "account": account}
-        if for_update and with_count and not self.is_sqlite:
-            # Lock first, count in a later statement: under READ COMMITTED a
-            # statement reads a snapshot taken before it waited for the lock, so
-            # a count in the locking statement could miss a binding committed
-            # meanwhile (and a delete would then hit the foreign key).
-            if _KEYPAIR[False, True].execute(self.conn, params).fetchone() is None:
-                return None
-            for_update = False
-        row = _KEYPAIR[with_count, for_update].execute(self.conn, params).fetchone()
+    def get_keypair(self, account: str, keypair_id: str, *,
+                    for_update: bool = False) -> Keypair | None:
+        # PostgreSQL, for_update: lock first, count in a later statement. Under
+        # READ COMMITTED a statement reads a snapshot taken before it waited for
+        # the lock, so a count in the locking statement could miss a binding
+        # committed meanwhile (and a delete would then hit the foreign key).
+        # (SQLite's writers hold the database-wide lock already.)
+        if for_update and not self.is_sqlite and not self.lock_keypair(account, keypair_id):
+            return None
+        row = _KEYPAIR.execute(self.conn, {"id": keypair_id, "account": account}).fetchone()
         return Keypair(*row) if row else None
+
+    def lock_keypair(self, account: str, keypair_id: str) -> bool:
+        """Whether the account has this key pair; on PostgreSQL its row stays
+        locked until the transaction ends (SQLite: the write lock is held)."""
+        return _LOCK_KEYPAIR.execute(
+            self.conn, {"id": keypair_id, "account": account}).fetchone() is not None
 
     def keypair_names(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
@@ -237,8 +240,7 @@ class Tx:
         if not ids:
             return {}
         rows = _bindings_query(len(ids)).execute(self.conn, _id_values(ids)).fetchall()
-        found = (Binding(*row) for row in rows)
-        return {b.id: b for b in found if b.account == account}
+        return {row[0]: Binding._make(row) for row in rows if row[2] == account}
 
     def _instances(self, stmt) -> list[Instance]:
         rows = self.conn.execute(stmt).all()
