@@ -265,10 +265,13 @@ class Server:
 
 
 def localbcc(name: str, data_dir: Path, *extra: str) -> Server:
-    """`localbcc serve` with its defaults (one process, SQLite, access log at info)."""
+    """`localbcc serve` with its defaults (one process, SQLite, access log at
+    info, SSH endpoints on), except for the ports: several servers run side by
+    side, and on one SSH port their instances' endpoints (127.16.0.n) would
+    collide, leaving one server retrying thousands of binds every 2 s."""
     port = free_port()
     return Server(name, [str(LOCALBCC), "serve", "--port", str(port), "--data-dir", str(data_dir),
-                         *extra], port)
+                         "--ssh-port", str(free_port()), *extra], port)
 
 
 def hello() -> Server:
