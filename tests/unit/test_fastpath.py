@@ -10,6 +10,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,11 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from localbcc.api.accesslog import FLUSH_LINES, AccessLog
 from localbcc.api.app import _query_pairs, _request_id
+from localbcc.api.context import Context
 from localbcc.clock import FakeClock
+from localbcc.config import Settings
 from localbcc.domain.keypairs import KeypairService
 from localbcc.errors import BceError, ErrorCode
 from localbcc.store.accounts import Accounts
@@ -190,6 +193,72 @@ def test_a_write_outside_an_event_loop_commits_at_once(store, service):
     kid = _import(service, "direct")
     service.rename(AK, kid, {"name": "direct-2"})
     assert _committed_name(store, kid) == "direct-2"
+
+
+def test_a_broken_connection_wakes_every_waiter_of_its_batch(store, service):
+    """A request whose connection dies mid-batch must not leave the other
+    requests of the batch waiting for ever: all of them answer 503."""
+    kid = _import(service, "dies")
+
+    async def good():
+        service.rename(AK, kid, {"name": "good"})
+        await store.durable()
+
+    async def bad():
+        with store.write() as tx:
+            tx.conn.connection.dbapi_connection.close()  # the driver connection goes away
+            tx.update_keypair(kid, name="bad")
+
+    async def both():
+        return await asyncio.gather(good(), bad(), return_exceptions=True)
+
+    results = asyncio.run(asyncio.wait_for(both(), 5))
+    assert [r.code for r in results] == [ErrorCode.ServiceUnavailable] * 2, results
+    assert _committed_name(store, kid) == "dies"
+    service.rename(AK, kid, {"name": "later"})  # a new connection serves what follows
+    assert _committed_name(store, kid) == "later"
+
+
+def test_nothing_joins_a_batch_that_sqlite_rolled_back(store, service):
+    """After SQLite rolled the whole batch back (disk full, I/O error), a later
+    write of the same turn must not commit by itself while its client hears 503."""
+    kid = _import(service, "full")
+
+    async def one_turn():
+        with pytest.raises(BceError), store.write() as tx:
+            tx.update_keypair(kid, name="first")
+            tx.conn.connection.dbapi_connection.execute("ROLLBACK")  # what SQLITE_FULL does
+            raise OperationalError("UPDATE", {}, Exception("database or disk is full"))
+        with pytest.raises(BceError) as err:
+            service.rename(AK, kid, {"name": "second"})
+        assert err.value.code is ErrorCode.ServiceUnavailable
+        with pytest.raises(BceError):
+            await store.durable()
+
+    asyncio.run(one_turn())
+    assert _committed_name(store, kid) == "full"
+
+
+def test_an_error_answer_waits_for_the_batch_it_read(store, monkeypatch):
+    """An error can rest on a batch-mate's uncommitted write (here: the same
+    public key, imported in the same turn). If that batch then fails, the error
+    must not have been the answer: Context.run waits for the commit either way."""
+    ctx = Context(Settings(ssh=False), store, FakeClock())
+    key = public_key()
+
+    async def one_turn():
+        first = asyncio.ensure_future(
+            ctx.run(ctx.keypairs.import_, AK, {"name": "one", "publicKey": key}, None))
+        second = asyncio.ensure_future(
+            ctx.run(ctx.keypairs.import_, AK, {"name": "two", "publicKey": key}, None))
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    def failing_commit(transaction):
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr("sqlalchemy.engine.base.RootTransaction.commit", failing_commit)
+    results = asyncio.run(one_turn())
+    assert [r.code for r in results] == [ErrorCode.ServiceUnavailable] * 2, results
 
 
 def test_the_wal_is_rewound_under_sustained_writes(store, service, monkeypatch):

@@ -39,9 +39,10 @@ class Context:
         (store/db.py), so an answer is never sent before its writes are
         durable; a network database runs on a bounded thread pool."""
         if self._db is None:
-            result = fn(*args, **kwargs)
-            await self.store.durable()
-            return result
+            try:
+                return fn(*args, **kwargs)
+            finally:  # errors too: one may rest on a batch-mate's write that could still fail
+                await self.store.durable()
         return await asyncio.get_running_loop().run_in_executor(
             self._db, functools.partial(fn, *args, **kwargs))
 

@@ -135,7 +135,11 @@ class Store:
         write on an event loop's thread; None: a transaction of its own."""
         batch = self._batch
         if batch is not None:
-            return batch if batch.thread == threading.get_ident() else None
+            if batch.thread != threading.get_ident():
+                return None
+            if batch.broken:  # SQLite rolled it back: a savepoint now would commit by itself
+                raise BceError(ErrorCode.ServiceUnavailable)
+            return batch
         if not write or self._checkpoints is None:  # reads, and PostgreSQL: no batch
             return None
         try:
@@ -158,14 +162,17 @@ class Store:
                 batch.transaction.rollback()
             else:
                 batch.transaction.commit()
-        except DBAPIError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it is, every waiter must hear of it
             batch.broken = True
-            log.warning("storage unavailable: group commit failed: %s",
-                        type(exc.orig).__name__ if exc.orig is not None else exc)
-            with contextlib.suppress(DBAPIError):
+            cause = getattr(exc, "orig", None) or exc
+            detail = str(cause).strip().splitlines()
+            log.warning("storage unavailable: group commit failed: %s: %s",
+                        type(cause).__name__, detail[0] if detail else "")
+            with contextlib.suppress(Exception):
                 batch.transaction.rollback()
+        finally:
+            batch.finish()
         self._checkpoints.wrote()
-        batch.finish()
         if self._checkpoints.restart_due and not batch.broken:
             self._checkpoints.restart(batch.conn)
 
@@ -419,13 +426,17 @@ class _Batch:
         _SAVEPOINT.execute(self.conn, {})
 
     def release_savepoint(self) -> None:
-        _RELEASE.execute(self.conn, {})
+        try:
+            _RELEASE.execute(self.conn, {})
+        except BaseException:  # its changes cannot be told apart from the batch's now
+            self.broken = True
+            raise
 
     def roll_back_savepoint(self) -> None:
         try:
             _ROLLBACK_TO.execute(self.conn, {})
             _RELEASE.execute(self.conn, {})
-        except DBAPIError:  # SQLite already rolled the whole transaction back
+        except Exception:  # noqa: BLE001 - e.g. SQLite already rolled the whole batch back
             self.broken = True
 
     def committed(self) -> asyncio.Future:
