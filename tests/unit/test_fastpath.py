@@ -261,6 +261,24 @@ def test_an_error_answer_waits_for_the_batch_it_read(store, monkeypatch):
     assert [r.code for r in results] == [ErrorCode.ServiceUnavailable] * 2, results
 
 
+def test_background_reads_run_off_the_event_loop(store, service):
+    """The SSH service's periodic scans (ctx.read_in_background) must not stall
+    the loop: on SQLite they run on a worker thread, with a connection of its own."""
+    ctx = Context(Settings(ssh=False), store, FakeClock())
+    kid = _import(service, "scanned")
+
+    def scan():
+        with store.read() as tx:
+            return threading.get_ident(), tx.get_keypair(AK, kid).name
+
+    async def main():
+        return threading.get_ident(), await ctx.read_in_background(scan)
+
+    loop_thread, (scan_thread, name) = asyncio.run(main())
+    assert scan_thread != loop_thread
+    assert name == "scanned"
+
+
 def test_the_wal_is_rewound_under_sustained_writes(store, service, monkeypatch):
     """Back-to-back batches never leave SQLite a moment to rewind the WAL by
     itself; the writer's RESTART checkpoint (store/db.py, _Checkpointer) does."""

@@ -46,6 +46,16 @@ class Context:
         return await asyncio.get_running_loop().run_in_executor(
             self._db, functools.partial(fn, *args, **kwargs))
 
+    async def read_in_background(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A read no answer waits for (the SSH service's periodic scans). On
+        SQLite it runs on a worker thread with a connection of its own: a scan
+        of 10,000 instances takes tens of milliseconds, and inline it would
+        stall every request meanwhile (sqlite3 lets go of the GIL while SQLite
+        works). A network database: like run()."""
+        if self._db is None:
+            return await self.offload(fn, *args)
+        return await self.run(fn, *args)
+
     async def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run CPU-heavy work (key generation) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
