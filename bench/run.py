@@ -65,6 +65,9 @@ LOCALBCC = Path(sys.executable).with_name("localbcc")
 AK, SK = "AKbench0000000000000000000000000", "SKbench0000000000000000000000000"
 LINUX_IMAGE = "m-Ubt2204a"
 EXPIRATION = 7200  # seconds: every pre-signed request stays valid for the whole run
+#: Pause before each slice of alternating runs: the previous server's background
+#: work (its WAL checkpoint, up to 0.1 s after its last write) ends first.
+SLICE_GAP_S = 0.2
 
 TARGETS = {  # figure -> (comparison, target)
     "S1 GET / hello": (">=", 0.35),
@@ -406,6 +409,7 @@ class Wrk:
         slices: dict[str, list[Run]] = {name: [] for name, _, _, _ in scenarios}
         for i in range(self.timing.latency_s):
             for name, server, _, per_slice in scenarios:
+                time.sleep(SLICE_GAP_S)
                 slices[name].append(self.run(name, server, per_slice[i], seconds=1,
                                              connections=1, record=False))
         merged = [_merge(name, slices[name]) for name, _, _, _ in scenarios]
@@ -441,9 +445,11 @@ class Wrk:
         base_slices: list[Run] = []
         slices: list[list[Run]] = [[] for _ in scenarios]
         for r in range(self.timing.rounds):
+            time.sleep(SLICE_GAP_S)
             base_slices.append(self.run(base_name, base_server, base_requests, seconds=slice_s,
                                         connections=connections, record=False))
             for i, (name, server, per_round) in enumerate(scenarios):
+                time.sleep(SLICE_GAP_S)
                 slices[i].append(self.run(name, server, per_round[r], seconds=slice_s,
                                           connections=connections, record=False))
         merged = [_merge(base_name, base_slices)] + [
@@ -528,10 +534,11 @@ def main() -> int:
     small_dir, full_dir = OUT / "small", OUT / "full"
     kp_ids, pools = small_world(small_dir, timing.rounds, timing.latency_s)
     full_kp, full_pools = small_world(full_dir, timing.rounds, 0)
-    hello_server = ready(hello())
-    server = ready(localbcc("localbcc-small", small_dir))
-    full_server = ready(localbcc("localbcc-full", full_dir, "--durability", "full"))
+    hello_server, server = hello(), localbcc("localbcc-small", small_dir)
+    full_server = localbcc("localbcc-full", full_dir, "--durability", "full")
     try:
+        for each in (hello_server, server, full_server):
+            ready(each)
         port = server.port
         s1_requests = [signed_request(port, "GET", f"/v2/keypair/{k}") for k in kp_ids]
         s2_scenario, s2_warmup = attach_scenario("S2 attach (1 id)", server, kp_ids, pools,
@@ -589,10 +596,15 @@ def main() -> int:
     seed_started = time.perf_counter()
     big_dir = OUT / "big"
     big_kp, _ = seed(big_dir, 100_000, 10_000, bound=5_000)
+    # The 100-pair side gets a database of its own, in the same proportions (an
+    # instance per 10 pairs, half of them bound): the small database above has
+    # thousands of instances bound to a few pairs, which slows their counts.
+    list_dir = OUT / "list100"
+    seed(list_dir, 100, 10, bound=5)
     print(f"  seeded in {time.perf_counter() - seed_started:.1f} s", flush=True)
-    server = ready(localbcc("localbcc-big", big_dir))
-    small = localbcc("localbcc-small", small_dir)
+    server, small = localbcc("localbcc-big", big_dir), localbcc("localbcc-list100", list_dir)
     try:
+        ready(server)
         ready(small)
         port = server.port
         # The two latencies are measured in alternating one-second slices, so
