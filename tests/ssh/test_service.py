@@ -155,6 +155,9 @@ def test_with_workers_exactly_one_serves(fresh_server, tmp_path):
     srv.log_path.write_text("")
     srv.start()
     assert openssh(inst, key, "whoami", kh=kh).stdout == "root\n"  # up with /healthz
+    # /healthz answers once one worker is up; the other may still be starting.
+    wait_until(lambda: "another localbcc process serves the SSH endpoints" in _log(srv), 20,
+               "the second worker to stand by")
     log = _log(srv)
     assert log.count("this process serves the SSH endpoints") == 1, log
     assert log.count("another localbcc process serves the SSH endpoints") == 1, log
