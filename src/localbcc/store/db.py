@@ -121,10 +121,7 @@ class Store:
         except DBAPIError as exc:
             if not _is_unavailable(exc):
                 raise
-            cause = exc.orig if exc.orig is not None else exc
-            detail = str(cause).strip().splitlines()
-            log.warning("storage unavailable: %s: %s", type(cause).__name__,
-                        detail[0] if detail else "")
+            log.warning("storage unavailable: %s", _first_line(exc))
             raise BceError(ErrorCode.ServiceUnavailable) from None
         except PoolTimeout:
             log.warning("storage unavailable: no database connection free within the pool timeout")
@@ -164,10 +161,7 @@ class Store:
                 batch.transaction.commit()
         except Exception as exc:  # noqa: BLE001 - whatever it is, every waiter must hear of it
             batch.broken = True
-            cause = getattr(exc, "orig", None) or exc
-            detail = str(cause).strip().splitlines()
-            log.warning("storage unavailable: group commit failed: %s: %s",
-                        type(cause).__name__, detail[0] if detail else "")
+            log.warning("storage unavailable: group commit failed: %s", _first_line(exc))
             with contextlib.suppress(Exception):
                 batch.transaction.rollback()
         finally:
@@ -362,6 +356,13 @@ def _newer(rev: str) -> str:
     return (f"the database schema is at revision {rev}, which this localbcc does not know "
             f"(it needs {SCHEMA_REVISION}): it was written by a newer localbcc; run that "
             f"version, or upgrade this installation")
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of its message`` of a database error's cause, for a log line."""
+    cause = getattr(exc, "orig", None) or exc
+    detail = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {detail[0] if detail else ''}"
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:
