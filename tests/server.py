@@ -39,6 +39,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_SSH_PORTS: dict[str, int] = {}
+
+
+def ssh_port_for(database: str) -> int:
+    """The SSH port of every test server on ``database``: its own, not the
+    default 2222. There a developer's own `localbcc serve` may be running, and
+    the suite's servers would collide with each other (a server whose
+    endpoints are taken retries the binds every 2 s). Servers sharing a
+    database must agree on it, as one of them serves for all."""
+    return _SSH_PORTS.setdefault(database, free_port())
+
+
 class Server:
     """One server process over one data directory; restartable."""
 
@@ -72,6 +84,8 @@ class Server:
                            *self.extra_args]
         if self.database_url:
             args += ["--database-url", self.database_url]
+        if "--ssh-port" not in self.extra_args and "LOCALBCC_SSH_PORT" not in self.env:
+            args += ["--ssh-port", str(ssh_port_for(self.database()))]
         env = os.environ | {"LOCALBCC_CREDENTIALS": ",".join(f"{a}:{s}" for a, s in self.credentials.items()),
                             "PYTHONUNBUFFERED": "1"} | self.env
         self.data_dir.mkdir(parents=True, exist_ok=True)
