@@ -1,4 +1,5 @@
-"""The SSH service's periodic scans of all instances stay off the event loop."""
+"""The SSH service's periodic scans of all instances stay off the event loop,
+and its walk over them lets the API's requests in."""
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +8,11 @@ import threading
 from localbcc.api.context import Context
 from localbcc.clock import FakeClock
 from localbcc.config import Settings
+from localbcc.ssh import service as ssh_service
 from localbcc.ssh.service import SshService
 from localbcc.store.db import Store, sqlite_url
+
+from ..server import free_port
 
 
 def test_the_periodic_scans_run_off_the_event_loop(tmp_path):
@@ -42,3 +46,43 @@ def test_the_periodic_scans_run_off_the_event_loop(tmp_path):
         ctx.close()  # its worker threads, and the store
     assert set(threads) == {"_read_signature", "_read_rows"}
     assert loop_thread not in threads.values()
+
+
+def test_the_walk_over_all_instances_yields_to_the_event_loop(tmp_path, monkeypatch):
+    """A pass over 10,000 instances takes ~10 ms of the loop's time: it is
+    walked in chunks of WALK_CHUNK, with a turn of the loop between two."""
+    store = Store(sqlite_url(tmp_path))
+    store.prepare()
+    clock = FakeClock()
+    ctx = Context(Settings(data_dir=tmp_path, ssh_port=free_port()), store, clock)
+    body = {"imageId": "m-Ubt2204a", "purchaseCount": 6, "cpuCount": 1, "memoryCapacityInGB": 2}
+    ctx.instances.create("AK-scan", "0123456789abcdef0123456789abcdef", body, None)
+    service = SshService(ctx)
+    service.serving = service.force = True  # as if it held the serving lock
+    monkeypatch.setattr(ssh_service, "WALK_CHUNK", 2)
+
+    async def turns_during_a_pass() -> int:
+        await service._reconcile()  # reads the rows, opens the six endpoints
+        assert len(service.listeners) == 6
+        turns = 0
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+
+        task = asyncio.get_running_loop().create_task(ticker())
+        await asyncio.sleep(0)  # the ticker starts
+        before = turns
+        try:
+            await service._reconcile(service._rows)  # nothing to open or write: only the walk
+            return turns - before
+        finally:
+            task.cancel()
+            await service.stop()
+
+    try:
+        assert asyncio.run(turns_during_a_pass()) >= 2  # six rows, two at a time
+    finally:
+        ctx.close()
