@@ -162,6 +162,91 @@ def test_a_damaged_file_imports_nothing(small, fresh_database):
     assert snapshot(target) == snapshot(src_url)
 
 
+def rows_of(data: bytes, table: str) -> list[int]:
+    """The 0-based indexes, in data.splitlines(), of the row lines of one table."""
+    return [n for n, line in enumerate(data.splitlines())
+            if line.startswith(b'{"table":"%s"' % table.encode())]
+
+
+def secret_keys(data: bytes) -> list[str]:
+    return [json.loads(data.splitlines()[n])["row"]["secret_key"]
+            for n in rows_of(data, "accounts")]
+
+
+def assert_imports_nothing(target: str, data: bytes, damaged: bytes, match: str) -> str:
+    """Importing `damaged` fails with one short message matching `match` that quotes no
+    secret key, and writes nothing: the same database then takes all of `data`."""
+    with pytest.raises(TransferError, match=match) as info:
+        import_bytes(target, damaged)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300
+    assert not [sk for sk in secret_keys(data) if sk in message]
+    assert not [t for t, rows in snapshot(target).items() if rows and t != "alembic_version"]
+    import_bytes(target, data)
+    return message
+
+
+def test_a_duplicated_row_names_its_line_and_the_database_reason(small, fresh_database):
+    """The database refuses it (a unique key): the error names the line, the table and
+    the database's reason, never the row's values (the SQL parameters hold secret keys)."""
+    _, _, data = small
+    lines = data.splitlines(keepends=True)
+    second_account = rows_of(data, "accounts")[1]
+    twice = b"".join(lines[: second_account + 1] + lines[second_account:])
+    assert_imports_nothing(
+        fresh_database(), data, twice,
+        rf"^line {second_account + 2}: the database refused this accounts row: "
+        r"(UNIQUE constraint failed: accounts\.access_key"
+        r'|duplicate key value violates unique constraint "accounts_pkey"); nothing was imported$')
+    # in the middle of a batch of key pairs, after the one it repeats
+    kp = rows_of(data, "keypairs")
+    first, copy = kp[10], kp[40]
+    later = b"".join(lines[: copy + 1] + [lines[first]] + lines[copy + 1:])
+    assert_imports_nothing(
+        fresh_database(), data, later,
+        rf"^line {copy + 2}: the database refused this keypairs row: .*(UNIQUE|unique)")
+
+
+def test_a_value_of_the_wrong_type_is_refused_on_every_backend(small, fresh_database):
+    """SQLite would store a string in an INTEGER column: the column types are checked
+    first, so both backends refuse the same file the same way."""
+    _, _, data = small
+    lines = data.splitlines(keepends=True)
+
+    def changed(n: int, column: str, value) -> bytes:
+        record = json.loads(lines[n])
+        record["row"][column] = value
+        return b"".join(lines[:n] + [orjson.dumps(record) + b"\n"] + lines[n + 1:])
+
+    target = fresh_database()
+    kp = rows_of(data, "keypairs")[5]
+    assert_imports_nothing(target, data, changed(kp, "seq", "notanint"),
+                           rf"^line {kp + 1}: keypairs\.seq must be an integer, not a string$")
+    target = fresh_database()
+    inst = rows_of(data, "instances")[3]
+    assert_imports_nothing(target, data, changed(inst, "cpu_count", 1.5),
+                           rf"^line {inst + 1}: instances\.cpu_count must be an integer, not a")
+    target = fresh_database()
+    account = rows_of(data, "accounts")[0]
+    assert_imports_nothing(target, data, changed(account, "created_at", "yesterday"),
+                           rf"^line {account + 1}: accounts\.created_at must be a number")
+    target = fresh_database()
+    assert_imports_nothing(target, data, changed(account, "secret_key", {"$date": "never"}),
+                           rf"^line {account + 1}: accounts\.secret_key is not a value")
+
+
+def test_a_row_line_of_the_wrong_shape_says_what_is_wrong(small, fresh_database):
+    _, _, data = small
+    lines = data.splitlines(keepends=True)
+    target = fresh_database()
+    no_row = b"".join(lines[:2]) + b'{"table": "keypairs"}\n' + b"".join(lines[2:])
+    with pytest.raises(TransferError, match=r'^line 3: the keypairs line has no "row" object$'):
+        import_bytes(target, no_row)
+    unknown = b"".join(lines[:2]) + b'{"table": "keypair", "row": {}}\n' + b"".join(lines[2:])
+    with pytest.raises(TransferError, match=r"^line 3: unknown table 'keypair'$"):
+        import_bytes(target, unknown)
+
+
 def test_headers_it_cannot_read_are_refused(fresh_database):
     target = fresh_database()
     with pytest.raises(TransferError, match="empty"):

@@ -33,8 +33,10 @@ import time
 from typing import IO, Any, Iterator
 
 import orjson
-from sqlalchemy import Integer, MetaData, Table, func, insert, select, text
+from sqlalchemy import (Float, Integer, MetaData, Numeric, String, Table, func, insert,
+                        select, text)
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError, StatementError
 
 from .db import SCHEMA_REVISION, WRITE_FLAG, Store
 
@@ -78,8 +80,70 @@ def _decode(value: Any) -> Any:
         if tag == "$decimal":
             return decimal.Decimal(raw)
     if isinstance(value, (dict, list)):
-        raise TransferError(f"unexpected JSON value {orjson.dumps(value).decode()[:80]}")
+        raise TransferError("a JSON object or array that is not a tagged value")
     return value
+
+
+#: The Python types (after _decode) a column of each kind takes; null is left to the
+#: database (NOT NULL). Checked before inserting, so that SQLite, which would store a
+#: string in an INTEGER column, refuses what PostgreSQL refuses.
+_KINDS: tuple[tuple[type, str, frozenset[type]], ...] = (
+    (Integer, "an integer", frozenset({int, type(None)})),
+    (Float, "a number", frozenset({int, float, type(None)})),
+    (Numeric, "a number", frozenset({int, float, decimal.Decimal, type(None)})),
+    (String, "a string", frozenset({str, type(None)})),
+)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_NAMES = {type(None): "null", bool: "true/false", int: "an integer", float: "a fraction",
+          str: "a string", bytes: "$base64 bytes", dt.datetime: "a $datetime",
+          dt.date: "a $date", decimal.Decimal: "a $decimal"}
+
+
+def _kinds(table: Table) -> dict[str, tuple[str, frozenset[type]]]:
+    """column -> (what it takes, in words; the Python types it takes), for the
+    columns of a type _KINDS knows."""
+    out = {}
+    for column in table.columns:
+        for sa_type, words, types in _KINDS:
+            if isinstance(column.type, sa_type):
+                out[str(column.name)] = (words, types)
+                break
+    return out
+
+
+def _values(number: int, table: str, row: dict,
+            kinds: dict[str, tuple[str, frozenset[type]]]) -> dict[str, Any]:
+    """A row line's values decoded and checked against the column types. Errors
+    name the line and column, never the value (it may be a secret key)."""
+    out = {}
+    for column, value in row.items():
+        if isinstance(value, (dict, list)):
+            try:
+                value = _decode(value)
+            except (TransferError, ValueError, TypeError, ArithmeticError):
+                raise TransferError(f"line {number}: {table}.{column} is not a value this "
+                                    f"format knows (a malformed tagged value?)") from None
+        kind = kinds.get(column)
+        if kind is not None and type(value) not in kind[1]:
+            raise TransferError(f"line {number}: {table}.{column} must be {kind[0]}, not "
+                                f"{_NAMES.get(type(value), type(value).__name__)}")
+        if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+            raise TransferError(f"line {number}: {table}.{column} is an integer out of range")
+        out[column] = value
+    return out
+
+
+def _reason(exc: StatementError, rows: list[dict]) -> str:
+    """The database's reason, first line only (PostgreSQL's DETAIL line quotes the
+    values), without the SQL parameters and with any of the rows' strings cut out."""
+    cause = exc.orig if exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    reason = lines[0] if lines and exc.orig is not None else type(cause).__name__
+    for row in rows:
+        for value in row.values():
+            if isinstance(value, str) and len(value) >= 4 and value in reason:
+                reason = reason.replace(value, "…")
+    return reason
 
 
 # -- database helpers ----------------------------------------------------------------------------
@@ -238,6 +302,42 @@ def read_header(src: IO[bytes]) -> tuple[dict, Iterator[tuple[int, dict]]]:
     return header, lines
 
 
+class _Refused(Exception):
+    def __init__(self, number: int, row: dict, error: StatementError):
+        self.number, self.row, self.error = number, row, error
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict], numbers: list[int]) -> None:
+    """Insert one batch of rows (lines ``numbers`` of the file), in a savepoint. If the
+    database refuses it, the rows are tried again one by one to find the line it
+    refuses, and the refusal becomes a TransferError: line, table and the database's
+    reason, never the values. The caller's transaction is then rolled back."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(table), rows)
+        return
+    except OperationalError:
+        raise  # the database is gone, locked or full: Store.reachable() says so
+    except StatementError as exc:
+        error = exc
+    try:
+        with conn.begin_nested():  # PostgreSQL: the failed statement aborted only the savepoint
+            for row, number in zip(rows, numbers):
+                try:
+                    conn.execute(insert(table), row)
+                except StatementError as exc:
+                    raise _Refused(number, row, exc) from None
+    except _Refused as refused:
+        raise TransferError(
+            f"line {refused.number}: the database refused this {table.name} row: "
+            f"{_reason(refused.error, [refused.row])}; "
+            f"nothing was imported") from None
+    except StatementError:
+        pass  # the savepoint itself failed: name the whole batch
+    raise TransferError(f"lines {numbers[0]}-{numbers[-1]}: the database refused these "
+                        f"{table.name} rows: {_reason(error, rows)}; nothing was imported")
+
+
 def _nonempty(conn: Connection) -> dict[str, int]:
     found = {}
     for t in _tables(conn):
@@ -299,37 +399,45 @@ def _load(store: Store, header: dict, lines: Iterator[tuple[int, dict]]) -> dict
                 if set(cols) != {c.name for c in tables[name].columns}:
                     raise TransferError(f"the file's columns of {name} {cols} differ from the "
                                         f"schema's {[c.name for c in tables[name].columns]}")
+            kinds = {name: _kinds(t) for name, t in tables.items()}
             counts = {name: 0 for name in tables}
             counters: dict[str, tuple[str, int]] = {}
             batch: list[dict] = []
+            batch_lines: list[int] = []
             batch_table: str | None = None
             end: dict | None = None
 
             def flush() -> None:
                 if batch:
-                    conn.execute(insert(tables[batch_table]), batch)
+                    _insert(conn, tables[batch_table], batch, batch_lines)
                     batch.clear()
+                    batch_lines.clear()
 
             for number, record in lines:
                 if end is not None:
                     raise TransferError(f"line {number}: data after the end line")
                 if "table" in record:
                     name, row = record["table"], record.get("row")
-                    if name not in tables or not isinstance(row, dict):
-                        raise TransferError(f"line {number}: unknown table {name!r} or no row")
+                    if not isinstance(name, str) or name not in tables:
+                        raise TransferError(f"line {number}: unknown table {name!r}")
+                    if not isinstance(row, dict):
+                        raise TransferError(f"line {number}: the {name} line has no \"row\" "
+                                            f"object")
                     if set(row) != set(declared[name]):
                         raise TransferError(f"line {number}: the row's columns differ from "
                                             f"the header's for {name}")
                     if name != batch_table:
                         flush()
                         batch_table = name
-                    batch.append({k: _decode(v) for k, v in row.items()})
+                    batch.append(_values(number, name, row, kinds[name]))
+                    batch_lines.append(number)
                     counts[name] += 1
                     if len(batch) >= BATCH:
                         flush()
                 elif "counter" in record:
                     name, col, last = record["counter"], record.get("column"), record.get("last")
-                    if name not in tables or not isinstance(last, int):
+                    if (not isinstance(name, str) or name not in tables
+                            or not isinstance(last, int)):
                         raise TransferError(f"line {number}: bad counter line")
                     counters[name] = (col, last)
                 elif record.get("end") is True:
