@@ -197,3 +197,51 @@ def test_env_port_banner_and_its_example_work(tmp_path):
         assert re.fullmatch(r"k-[A-Za-z0-9]{8}", printed), ran.stdout
         kp = srv.client(ak, sk).get_keypair(printed).keypair
         assert kp.region_id == "gz"
+
+
+# -- mistakes: one line saying what is wrong, exit status 2, nothing created ------------------------
+
+def _taken_port():
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def _not_a_database(tmp: Path) -> Path:
+    (tmp / "junk").mkdir()
+    (tmp / "junk" / "localbcc.db").write_text("this is not a SQLite file\n")
+    return tmp / "junk"
+
+
+def test_mistakes_get_one_line_and_create_nothing(tmp_path):
+    missing = tmp_path / "typo"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    junk = _not_a_database(tmp_path)
+    with _taken_port() as taken:
+        cases = [
+            (["account", "list", "--data-dir", str(missing)], "no localbcc database in"),
+            (["db", "check", "--data-dir", str(missing)], "no localbcc database in"),
+            (["db", "export", "-", "--data-dir", str(missing)], "no localbcc database in"),
+            (["account", "create", "--data-dir", str(a_file)], "as the data directory"),
+            (["db", "check", "--database-url", "foo://bar"], "cannot use the database URL foo://bar"),
+            (["db", "upgrade", "--database-url", "mysql://u:hunter2@db/x"],
+             "cannot use the database URL mysql://u:***@db/x"),
+            (["account", "list", "--data-dir", str(junk)], "the database refused"),
+            (["serve", "--data-dir", str(junk), "--port", str(free_port())], "the database refused"),
+            (["serve", "--data-dir", str(missing), "--credentials", "a:b,a:c"],
+             "names access key 'a' twice"),
+            (["serve", "--data-dir", str(missing), "--port", str(taken.getsockname()[1])],
+             "cannot listen on 127.0.0.1"),
+            (["serve", "--data-dir", str(missing), "--port", "70000"], "--port"),
+        ]
+        for args, expected in cases:
+            proc = run(*args, check=False)
+            assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+            assert expected in proc.stderr, (args, proc.stderr)
+            assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr, (args, proc.stderr)
+    assert not missing.exists()  # nothing was created by any of them
+

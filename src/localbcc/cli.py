@@ -41,7 +41,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", envvar="LOCALBCC_HOST", help="Address to listen on."),
-    port: int = typer.Option(8080, envvar="LOCALBCC_PORT", help="HTTP port."),
+    port: int = typer.Option(8080, envvar="LOCALBCC_PORT", min=1, max=65535, help="HTTP port."),
     data_dir: Path = DataDir,
     database_url: Optional[str] = DbUrl,
     region: str = typer.Option("bj", envvar="LOCALBCC_REGION", help="Region id shown on resources."),
@@ -107,23 +107,35 @@ def serve(
 
 
 @contextlib.contextmanager
-def _opened_store(data_dir: Path, database_url: Optional[str], *, prepare: bool = False):
-    """A store for one command; a schema, transfer or file problem becomes
-    `localbcc: <what to do>` and exit status 2, never a traceback."""
+def _opened_store(data_dir: Path, database_url: Optional[str], *, prepare: bool = False,
+                  create: bool = True):
+    """A store for one command; a schema, transfer, file or database problem
+    becomes `localbcc: <what to do>` and exit status 2, never a traceback.
+    ``create=False``: a command that only reads; a SQLite database must exist."""
+    from sqlalchemy.exc import DBAPIError
+
     from .server import open_store
-    from .store.db import SchemaMismatch
+    from .store.db import SchemaMismatch, describe_error
     from .store.transfer import TransferError
 
-    store = open_store(Settings(data_dir=data_dir, database_url=database_url))
+    store = None
     try:
+        store = open_store(Settings(data_dir=data_dir, database_url=database_url), create=create)
         if prepare:
             store.prepare()
         yield store
     except (SchemaMismatch, TransferError, OSError) as exc:
-        typer.echo(f"localbcc: {exc}", err=True)
-        raise typer.Exit(2)
+        _fail(str(exc))
+    except DBAPIError as exc:  # e.g. a read-only database file; never its SQL parameters
+        _fail(f"the database refused: {describe_error(exc)}")
     finally:
-        store.dispose()
+        if store is not None:
+            store.dispose()
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"localbcc: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @account_app.command("create")
@@ -146,7 +158,7 @@ def account_list(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl,
     from .domain.timefmt import iso
     from .store.accounts import Accounts
 
-    with _opened_store(data_dir, database_url, prepare=True) as store:
+    with _opened_store(data_dir, database_url, prepare=True, create=False) as store:
         accounts = Accounts(store, Clock()).list()
     for ak, sk, created in accounts:
         typer.echo(f"{ak}\t{sk if show_secrets else '*' * 8}\t{iso(created)}")
@@ -165,7 +177,7 @@ def db_check(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> N
     """Exit 0 if the database schema is the one this localbcc needs; else say what to do (exit 2)."""
     from .store.db import SCHEMA_REVISION
 
-    with _opened_store(data_dir, database_url) as store:
+    with _opened_store(data_dir, database_url, create=False) as store:
         store.check()
     typer.echo(f"database schema at revision {SCHEMA_REVISION}: up to date")
 
@@ -182,7 +194,7 @@ def db_export(file: str = typer.Argument(..., help="Where to write (JSON lines);
 
     tmp = f"{file}.partial"
     try:
-        with _opened_store(data_dir, database_url) as store:
+        with _opened_store(data_dir, database_url, create=False) as store:
             if file == "-":
                 counts = export(store, sys.stdout.buffer)
             else:

@@ -5,23 +5,38 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
 
 from .api.app import App
 from .api.context import Context
 from .api.protocol import LimitedHttpToolsProtocol
 from .config import Settings
-from .store.accounts import Accounts
-from .store.db import SchemaMismatch, Store
+from .store.accounts import Accounts, parse_credentials
+from .store.db import DB_FILE, DatabaseUnreachable, SchemaMismatch, Store, describe_error
 
 log = logging.getLogger("localbcc")
 _SETTINGS_ENV = "LOCALBCC_INTERNAL_SETTINGS"  # hands settings to --workers processes
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, create: bool = True) -> Store:
+    """The settings' database. Without ``create`` (commands that only read) a
+    SQLite database must exist already: a mistyped --data-dir says so instead
+    of leaving an empty database behind. A data directory or URL that cannot be
+    used raises DatabaseUnreachable, whose message says why in one line."""
     if settings.database_url is None:
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        data_dir = Path(settings.data_dir)
+        if not create and not (data_dir / DB_FILE).is_file():
+            raise DatabaseUnreachable(f"there is no localbcc database in {data_dir} (check "
+                                      f"--data-dir; `localbcc serve` creates one)")
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnreachable(f"cannot use {data_dir} as the data directory: "
+                                      f"{exc.strerror or exc}") from None
     return Store(settings.resolved_database_url(), durability=settings.durability,
                  pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
@@ -30,6 +45,20 @@ def build_app(settings: Settings, clock=None) -> App:
     LimitedHttpToolsProtocol.header_timeout = settings.header_timeout
     LimitedHttpToolsProtocol.body_timeout = settings.body_timeout
     return App(Context(settings, open_store(settings), clock))
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail before anything is created or announced if the HTTP address cannot
+    be listened on (taken, or a host name that does not resolve here). uvicorn
+    binds it again a moment later, as it would have anyway."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            sock.bind(address)
+    except OSError as exc:  # the CLI says it in one line, as for bad options
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _raise_fd_limit() -> None:
@@ -65,6 +94,7 @@ def prepare(settings: Settings) -> tuple[str, str]:
     """Create or check the schema and the accounts; returns the default account."""
     store = open_store(settings)
     try:
+        store.require_writable()
         store.prepare()
         return Accounts(store, _clock()).ensure(settings.credentials)
     finally:
@@ -104,9 +134,15 @@ def serve(settings: Settings) -> int:
 
     configure_logging(settings.log_level)
     try:
+        if settings.credentials:  # a mistake there is told before anything is created
+            parse_credentials(settings.credentials)
+        _check_listen(settings.host, settings.port)
         access_key, secret_key = prepare(settings)
     except SchemaMismatch as exc:
         print(f"localbcc: {exc}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:  # e.g. a file that is not a SQLite database
+        print(f"localbcc: the database refused: {describe_error(exc)}", file=sys.stderr)
         return 2
     print(banner(settings, access_key, secret_key), flush=True)
     _raise_fd_limit()

@@ -93,3 +93,40 @@ def test_serialize_makes_same_named_transactions_take_turns(fresh_database):
     finally:
         t.join(10)
         store.dispose()
+
+
+def test_a_database_that_cannot_be_written_is_refused_at_start_up(tmp_path, monkeypatch):
+    """A read-only mount would otherwise serve reads and answer every write 503.
+    (Tests run as root, which file modes do not stop: os.access stands in for
+    the read-only file system.)"""
+    from localbcc.store.db import sqlite_url
+
+    store = Store(sqlite_url(tmp_path))
+    try:
+        store.prepare()
+        store.require_writable()  # a writable one passes
+        monkeypatch.setattr("os.access", lambda path, mode: str(path) != str(tmp_path))
+        with pytest.raises(DatabaseUnreachable, match=f"cannot write to {tmp_path} "):
+            store.require_writable()  # the WAL lives in the directory: it must be writable too
+    finally:
+        store.dispose()
+
+
+def test_credentials_replacing_a_stored_secret_say_so(tmp_path, caplog):
+    from localbcc.clock import FakeClock
+    from localbcc.store.accounts import Accounts
+    from localbcc.store.db import sqlite_url
+
+    store = Store(sqlite_url(tmp_path))
+    try:
+        store.prepare()
+        accounts = Accounts(store, FakeClock())
+        accounts.ensure("AKone:first-secret")
+        with caplog.at_level("INFO", logger="localbcc"):
+            accounts.ensure("AKone:first-secret")
+            assert "replaced" not in caplog.text
+            assert accounts.ensure("AKone:second-secret") == ("AKone", "second-secret")
+        assert "account AKone: secret key replaced" in caplog.text
+        assert "first-secret" not in caplog.text and "second-secret" not in caplog.text
+    finally:
+        store.dispose()

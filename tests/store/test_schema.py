@@ -8,7 +8,7 @@ import subprocess
 import threading
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from localbcc.store.db import SCHEMA_REVISION, Store, normalize_url
 from localbcc.store.schema import metadata
@@ -111,12 +111,19 @@ def test_serve_and_upgrade_refuse_a_newer_schema(fresh_database, tmp_path):
     assert revision_of(url) == "9999"  # untouched
 
 
-def test_serve_refuses_a_database_that_is_not_localbccs(fresh_database, tmp_path):
+def test_serve_and_upgrade_refuse_a_database_that_is_not_localbccs(fresh_database, tmp_path):
     url = fresh_database()
     execute(url, "CREATE TABLE something_else (x INTEGER)")
-    refused = serve_once(url, tmp_path)
-    assert refused.returncode == 2
-    assert "not a localbcc database" in refused.stderr
+    for refused in (serve_once(url, tmp_path), cli("db", "upgrade", "--database-url", url),
+                    cli("db", "check", "--database-url", url)):
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "not a localbcc database" in refused.stderr
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.connect() as conn:  # none of localbcc's tables were added
+            assert inspect(conn).get_table_names() == ["something_else"]
+    finally:
+        engine.dispose()
 
 
 def test_servers_starting_together_on_an_empty_database(fresh_database, tmp_path):

@@ -1,10 +1,13 @@
 """Accounts: access key → secret key, cached for signature checks."""
 from __future__ import annotations
 
+import logging
 import secrets
 
 from ..clock import Clock
 from .db import Store
+
+log = logging.getLogger("localbcc")
 
 
 def new_credentials() -> tuple[str, str]:
@@ -36,6 +39,8 @@ class Accounts:
         with self.store.write() as tx:
             tx.serialize("accounts")  # servers starting together add each account once
             for ak, sk in pairs:
+                if tx.secret_of(ak) not in (None, sk):
+                    log.info("account %s: secret key replaced by the one in --credentials", ak)
                 tx.put_account(ak, sk, self.clock.now())
             if pairs:
                 return pairs[0]
@@ -58,14 +63,17 @@ class Accounts:
 
 
 def parse_credentials(text: str) -> list[tuple[str, str]]:
-    """``AK1:SK1,AK2:SK2`` → [(AK1, SK1), (AK2, SK2)]."""
-    pairs = []
+    """``AK1:SK1,AK2:SK2`` → [(AK1, SK1), (AK2, SK2)]; each access key once."""
+    pairs: dict[str, str] = {}
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
         ak, sep, sk = item.partition(":")
         if not sep or not ak or not sk or len(ak) > 128 or len(sk) > 128:
-            raise ValueError(f"LOCALBCC_CREDENTIALS entry {ak or item[:8]!r}... is not ACCESS_KEY:SECRET_KEY")
-        pairs.append((ak, sk))
-    return pairs
+            raise ValueError(f"--credentials (LOCALBCC_CREDENTIALS) entry {ak or item[:8]!r}... "
+                             f"is not ACCESS_KEY:SECRET_KEY")
+        if ak in pairs:  # which secret would be in force is anybody's guess
+            raise ValueError(f"--credentials (LOCALBCC_CREDENTIALS) names access key {ak!r} twice")
+        pairs[ak] = sk
+    return list(pairs.items())

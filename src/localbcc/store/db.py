@@ -9,13 +9,14 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import BceError, ErrorCode
@@ -48,8 +49,30 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _check_url(url: str) -> None:
+    """Refuse, in one line, a URL that names neither SQLite nor PostgreSQL with
+    the driver localbcc installs (else: a traceback from deep in SQLAlchemy)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not echoed: it may hold a password
+        raise DatabaseUnreachable("cannot use the database URL: it is not a URL "
+                                  "(e.g. postgresql://user:password@host:5432/dbname)") from None
+    if parsed.drivername not in _DRIVERS:
+        raise DatabaseUnreachable(
+            f"cannot use the database URL {parsed.render_as_string(hide_password=True)}: "
+            "localbcc stores its data in SQLite (--data-dir) or PostgreSQL "
+            "(postgresql://user:password@host:5432/dbname)")
+
+
+_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}  # plain postgresql:// is normalized
+
+
+#: The SQLite database's file name in the data directory.
+DB_FILE = "localbcc.db"
+
+
 def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'localbcc.db'}"
+    return f"sqlite:///{data_dir / DB_FILE}"
 
 
 class Store:
@@ -58,6 +81,7 @@ class Store:
     def __init__(self, url: str, *, durability: str = "normal", pool_size: int = 5,
                  max_overflow: int = 5, pool_timeout: float = 10.0):
         self.url = normalize_url(url)
+        _check_url(self.url)
         self.is_sqlite = self.url.startswith("sqlite")
         # SQLite: each thread keeps its connection open (a pool checkout costs
         # more than a query); see _connection().
@@ -121,7 +145,7 @@ class Store:
         except DBAPIError as exc:
             if not _is_unavailable(exc):
                 raise
-            log.warning("storage unavailable: %s", _first_line(exc))
+            log.warning("storage unavailable: %s", describe_error(exc))
             raise BceError(ErrorCode.ServiceUnavailable) from None
         except PoolTimeout:
             log.warning("storage unavailable: no database connection free within the pool timeout")
@@ -161,7 +185,7 @@ class Store:
                 batch.transaction.commit()
         except Exception as exc:  # noqa: BLE001 - whatever it is, every waiter must hear of it
             batch.broken = True
-            log.warning("storage unavailable: group commit failed: %s", _first_line(exc))
+            log.warning("storage unavailable: group commit failed: %s", describe_error(exc))
             with contextlib.suppress(Exception):
                 batch.transaction.rollback()
         finally:
@@ -212,6 +236,19 @@ class Store:
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
+    def require_writable(self) -> None:
+        """SQLite: refuse a database this process cannot write (a read-only
+        mount, or no permission), which would otherwise serve reads and answer
+        every write 503. The directory must be writable too: the WAL and its
+        index live beside the database file."""
+        path = make_url(self.url).database if self.is_sqlite else None
+        if not path or path == ":memory:":
+            return
+        for target in (Path(path), Path(path).parent):
+            if target.exists() and not os.access(target, os.W_OK):
+                raise DatabaseUnreachable(f"cannot write to {target} (a read-only file system, "
+                                          f"or no permission): localbcc needs to write there")
+
     def is_empty(self) -> bool:
         with self.engine.connect() as conn:
             return not inspect(conn).get_table_names()
@@ -221,12 +258,13 @@ class Store:
         Concurrent upgrades (several servers starting at once) take turns."""
         from alembic import command
 
-        with self.reachable():
+        with self.reachable(), self.schema_lock():
             rev = self.current_revision()
             if rev is not None and rev not in self.known_revisions():
                 raise SchemaMismatch(_newer(rev))
-            with self.schema_lock():
-                command.upgrade(self._alembic_config(), revision)
+            if rev is None and not self.is_empty():  # never add our tables to another's database
+                raise SchemaMismatch(_foreign())
+            command.upgrade(self._alembic_config(), revision)
 
     @contextlib.contextmanager
     def reachable(self) -> Iterator[None]:
@@ -329,9 +367,7 @@ class Store:
             if self.is_empty():
                 raise SchemaMismatch(f"the database is empty; run `localbcc db upgrade` (or "
                                      f"`localbcc serve`, which creates the schema)")
-            raise SchemaMismatch(
-                "the database has tables but no localbcc schema revision (no alembic_version "
-                "table): it is not a localbcc database; point --database-url at an empty one")
+            raise SchemaMismatch(_foreign())
         if rev in self.known_revisions():
             raise SchemaMismatch(
                 f"the database schema is at revision {rev}, older than this localbcc's "
@@ -358,7 +394,13 @@ def _newer(rev: str) -> str:
             f"version, or upgrade this installation")
 
 
-def _first_line(exc: BaseException) -> str:
+def _foreign() -> str:
+    return ("the database has tables but no localbcc schema revision (no alembic_version "
+            "table): it is not a localbcc database; point --data-dir (or --database-url) "
+            "at an empty or a localbcc one")
+
+
+def describe_error(exc: BaseException) -> str:
     """``Type: first line of its message`` of a database error's cause, for a log line."""
     cause = getattr(exc, "orig", None) or exc
     detail = str(cause).strip().splitlines()
