@@ -87,6 +87,17 @@ def test_every_option_of_every_command_has_a_documented_env_var():
                 assert param.envvar in out, (argv, param.envvar)
 
 
+def test_serve_help_at_80_columns_shows_every_variable_whole():
+    """README says `localbcc serve --help` lists the variables: on a common
+    80-column terminal too (a boxed layout cut them to LOCALBCC_DATABASE_…)."""
+    serve = dict(_commands(typer.main.get_command(app)))[("serve",)]
+    out = run("serve", "--help", env=clean_env(COLUMNS="80")).stdout
+    assert max(map(len, out.splitlines())) <= 80, out
+    for param in serve.params:
+        if param.envvar:
+            assert param.envvar in out, (param.envvar, out)
+
+
 def test_version():
     assert run("--version").stdout.strip() == f"localbcc {__version__}"
     by_module = subprocess.run([sys.executable, "-m", "localbcc", "--version"], capture_output=True,

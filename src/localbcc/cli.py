@@ -13,10 +13,11 @@ from .config import Settings
 app = typer.Typer(help="localbcc: a local, BCC-compatible key pair and instance service.\n\n"
                        "Every option can also be set with a LOCALBCC_* environment variable "
                        "(e.g. LOCALBCC_PORT); `localbcc serve --help` lists them.",
-                  no_args_is_help=True, add_completion=False)
-account_app = typer.Typer(help="Manage accounts (access key / secret key pairs).", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+account_app = typer.Typer(help="Manage accounts (access key / secret key pairs).",
+                          no_args_is_help=True, rich_markup_mode=None)
 db_app = typer.Typer(help="Database maintenance: migrations, checks, export and import.",
-                     no_args_is_help=True)
+                     no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(account_app, name="account")
 app.add_typer(db_app, name="db")
 
