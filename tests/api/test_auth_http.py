@@ -2,6 +2,7 @@
 signed-headers forms, and the public health check."""
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
@@ -132,3 +133,26 @@ def test_healthz_needs_no_auth(server):
     assert UUID4_RE.match(reply.headers["x-bce-request-id"])
     # a bad signature on it does not matter either
     assert request(server, "GET", "/healthz", authorization="garbage").status == 200
+
+
+def test_a_secret_replaced_by_another_server_is_followed(fresh_database, tmp_path):
+    """`serve --credentials AK:new` on a database another server is using: that
+    server, which had the old secret in memory, accepts the new one and refuses
+    the old one within SECRET_TTL seconds."""
+    from localbcc.store.accounts import SECRET_TTL
+
+    from ..server import Server
+    from ..waiting import wait_until
+
+    url = fresh_database()
+    ak, old, new = f"AKrotate{secrets.token_hex(4)}", secrets.token_hex(16), secrets.token_hex(16)
+    first = Server(tmp_path / "first", {ak: old}, database_url=url).start()
+    try:
+        assert request(first, "GET", PATH, access_key=ak, secret_key=old).status == 200  # cached
+        Server(tmp_path / "second", {ak: new}, database_url=url).start().stop()
+        wait_until(lambda: request(first, "GET", PATH, access_key=ak, secret_key=new).status == 200,
+                   timeout=SECRET_TTL + 10, what="the first server to accept the new secret")
+        assert_envelope(request(first, "GET", PATH, access_key=ak, secret_key=old), 400,
+                        "SignatureDoesNotMatch")
+    finally:
+        first.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 
 from ..clock import Clock
 from .db import Store
@@ -14,22 +15,34 @@ def new_credentials() -> tuple[str, str]:
     return secrets.token_hex(16), secrets.token_hex(16)
 
 
+#: Seconds a secret key read from the database is used before it is read
+#: again: a server started with --credentials that replace an account's
+#: secret is followed by the other servers on the database within this time.
+SECRET_TTL = 5.0
+
+
 class Accounts:
     def __init__(self, store: Store, clock: Clock):
         self.store = store
         self.clock = clock
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, tuple[str, float]] = {}  # access key -> (secret, read again after)
 
     def secret_of(self, access_key: str) -> str | None:
-        """Secrets never change once read (an account's secret is fixed), so a
-        hit is served from memory; a miss asks the database, which sees accounts
-        other processes or `localbcc account create` added."""
-        secret = self._cache.get(access_key)
-        if secret is None and len(access_key) <= 128:
-            with self.store.read() as tx:
-                secret = tx.secret_of(access_key)
-            if secret is not None:
-                self._cache[access_key] = secret
+        """Every signed request asks, so a secret is served from memory for
+        SECRET_TTL seconds; a miss asks the database, which sees accounts other
+        processes or `localbcc account create` added."""
+        cached = self._cache.get(access_key)
+        now = time.monotonic()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        if len(access_key) > 128:
+            return None
+        with self.store.read() as tx:
+            secret = tx.secret_of(access_key)
+        if secret is None:
+            self._cache.pop(access_key, None)
+        else:
+            self._cache[access_key] = (secret, now + SECRET_TTL)
         return secret
 
     def ensure(self, credentials: str | None) -> tuple[str, str]:
