@@ -11,8 +11,9 @@ from . import __version__
 from .config import Settings
 
 app = typer.Typer(help="localbcc: a local, BCC-compatible key pair and instance service.\n\n"
-                       "Every option can also be set with a LOCALBCC_* environment variable "
-                       "(e.g. LOCALBCC_PORT); `localbcc serve --help` lists them.",
+                       "Every server and database option can also be set with a LOCALBCC_* "
+                       "environment variable (e.g. LOCALBCC_PORT); `localbcc serve --help` "
+                       "lists them.",
                   no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 account_app = typer.Typer(help="Manage accounts (access key / secret key pairs).",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -36,7 +37,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")) -> None:
-    """Every option of every command can also be set with a LOCALBCC_* environment variable."""
+    """Every server and database option can also be set with a LOCALBCC_* environment variable."""
 
 
 @app.command()
@@ -159,7 +160,8 @@ def account_list(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl,
     from .domain.timefmt import iso
     from .store.accounts import Accounts
 
-    with _opened_store(data_dir, database_url, prepare=True, create=False) as store:
+    with _opened_store(data_dir, database_url, create=False) as store:
+        store.check()  # reads only: an empty database is told, not given a schema
         accounts = Accounts(store, Clock()).list()
     for ak, sk, created in accounts:
         typer.echo(f"{ak}\t{sk if show_secrets else '*' * 8}\t{iso(created)}")

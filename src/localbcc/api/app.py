@@ -152,9 +152,10 @@ class App:
 
 
 def _request_id() -> str:
-    """A version-4 UUID, as BCE request ids are: 80 random bits chosen once per
-    process, then a 48-bit counter. Unique (not secret), and a tenth of the cost
-    of ``uuid.uuid4()``, which reads os.urandom on every request."""
+    """A version-4 UUID, as BCE request ids are: 74 random bits chosen once per
+    process (with the 6 version and variant bits, the first 80), then a 48-bit
+    counter. Unique (not secret), and a tenth of the cost of ``uuid.uuid4()``,
+    which reads os.urandom on every request."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
