@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import ipaddress
 import socket
 
 from ..domain import lifecycle, network
@@ -27,7 +26,6 @@ from ..domain.models import Instance
 
 ADDRESS, PORT = "address", "port"
 AVAILABLE, UNAVAILABLE, DISABLED, UNSUPPORTED = "Available", "Unavailable", "Disabled", "Unsupported"
-_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
 @functools.lru_cache(maxsize=None)
@@ -62,8 +60,7 @@ class SshView:
         if self.layout == PORT:
             port = self.port + seq
             return ("127.0.0.1", port) if port <= 65535 else None
-        host = network.public_ip(seq)
-        return (host, self.port) if ipaddress.IPv4Address(host) in _LOOPBACK else None
+        return (network.public_ip(seq), self.port) if network.public_ip_is_loopback(seq) else None
 
     def public_ip(self, seq: int) -> str:
         return "127.0.0.1" if self.layout == PORT else network.public_ip(seq)
