@@ -51,12 +51,11 @@ def _check_listen(host: str, port: int) -> None:
     """Fail before anything is created or announced if the HTTP address cannot
     be listened on (taken, or a host name that does not resolve here). uvicorn
     binds it again a moment later, as it would have anyway."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn picks it
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-            sock.bind(address)
+            sock.bind((host, port))
     except OSError as exc:  # the CLI says it in one line, as for bad options
         raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
