@@ -234,9 +234,11 @@ def test_mistakes_get_one_line_and_create_nothing(tmp_path):
     junk = _not_a_database(tmp_path)
     with _taken_port() as taken:
         cases = [
-            (["account", "list", "--data-dir", str(missing)], "no localbcc database in"),
-            (["db", "check", "--data-dir", str(missing)], "no localbcc database in"),
-            (["db", "export", "-", "--data-dir", str(missing)], "no localbcc database in"),
+            (["account", "list", "--data-dir", str(missing)], "no localbcc database at"),
+            (["db", "check", "--data-dir", str(missing)], "no localbcc database at"),
+            (["db", "export", "-", "--data-dir", str(missing)], "no localbcc database at"),
+            (["db", "export", "-", "--database-url", f"sqlite:///{missing / 'x.db'}"],
+             "no localbcc database at"),
             (["account", "create", "--data-dir", str(a_file)], "as the data directory"),
             (["db", "check", "--database-url", "foo://bar"], "cannot use the database URL foo://bar"),
             (["db", "upgrade", "--database-url", "mysql://u:hunter2@db/x"],

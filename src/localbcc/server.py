@@ -16,7 +16,7 @@ from .api.context import Context
 from .api.protocol import LimitedHttpToolsProtocol
 from .config import Settings
 from .store.accounts import Accounts, parse_credentials
-from .store.db import DB_FILE, DatabaseUnreachable, SchemaMismatch, Store, describe_error
+from .store.db import DatabaseUnreachable, SchemaMismatch, Store, describe_error
 
 log = logging.getLogger("localbcc")
 _SETTINGS_ENV = "LOCALBCC_INTERNAL_SETTINGS"  # hands settings to --workers processes
@@ -27,18 +27,20 @@ def open_store(settings: Settings, *, create: bool = True) -> Store:
     SQLite database must exist already: a mistyped --data-dir says so instead
     of leaving an empty database behind. A data directory or URL that cannot be
     used raises DatabaseUnreachable, whose message says why in one line."""
-    if settings.database_url is None:
+    if settings.database_url is None and create:
         data_dir = Path(settings.data_dir)
-        if not create and not (data_dir / DB_FILE).is_file():
-            raise DatabaseUnreachable(f"there is no localbcc database in {data_dir} (check "
-                                      f"--data-dir; `localbcc serve` creates one)")
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseUnreachable(f"cannot use {data_dir} as the data directory: "
                                       f"{exc.strerror or exc}") from None
-    return Store(settings.resolved_database_url(), durability=settings.durability,
-                 pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    store = Store(settings.resolved_database_url(), durability=settings.durability,
+                  pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    if not create and store.sqlite_file is not None and not store.sqlite_file.is_file():
+        store.dispose()
+        raise DatabaseUnreachable(f"there is no localbcc database at {store.sqlite_file} (check "
+                                  f"--data-dir or --database-url; `localbcc serve` creates one)")
+    return store
 
 
 def build_app(settings: Settings, clock=None) -> App:

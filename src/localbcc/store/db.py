@@ -236,15 +236,21 @@ class Store:
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file; None on PostgreSQL or for an in-memory database."""
+        path = make_url(self.url).database if self.is_sqlite else None
+        return Path(path) if path and path != ":memory:" else None
+
     def require_writable(self) -> None:
         """SQLite: refuse a database this process cannot write (a read-only
         mount, or no permission), which would otherwise serve reads and answer
         every write 503. The directory must be writable too: the WAL and its
         index live beside the database file."""
-        path = make_url(self.url).database if self.is_sqlite else None
-        if not path or path == ":memory:":
+        path = self.sqlite_file
+        if path is None:
             return
-        for target in (Path(path), Path(path).parent):
+        for target in (path, path.parent):
             if target.exists() and not os.access(target, os.W_OK):
                 raise DatabaseUnreachable(f"cannot write to {target} (a read-only file system, "
                                           f"or no permission): localbcc needs to write there")
