@@ -1,6 +1,8 @@
 """Instances: create, list, lifecycle (§5), and binding key pairs to them (§4.6)."""
 from __future__ import annotations
 
+from typing import Any
+
 from ..clock import Clock
 from ..errors import BceError, ErrorCode, inappropriate
 from ..store.db import Store
@@ -130,9 +132,8 @@ class InstanceService:
                 raise BceError(ErrorCode.StartInstanceWhenCreating)
             if lifecycle.status(inst, now) != STOPPED:
                 raise BceError(ErrorCode.StartInstanceOperationForbidden)
-            until = self._transition(tx, [inst.id], RUNNING, "start", now)
-            if inst.keypair_id and inst.key_in_force_at is None:
-                tx.bind([inst.id], inst.keypair_id, until)  # the pending key comes in force
+            pending = inst.keypair_id and inst.key_in_force_at is None
+            self._transition(tx, [inst.id], RUNNING, "start", now, key_of=inst if pending else None)
 
     def stop(self, account: str, instance_id: str) -> None:
         with self.store.write() as tx:
@@ -162,17 +163,17 @@ class InstanceService:
             inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
             if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
                 raise BceError(ErrorCode.InstanceStatusForbidden)
-            tx.update_instances([inst.id], image_id=image.id)
-            until = self._transition(tx, [inst.id], RUNNING, "restart", now)
             if keypair_id is not None:
-                tx.bind([inst.id], keypair_id, until)
+                self._transition(tx, [inst.id], RUNNING, "restart", now, key_of=inst,
+                                 image_id=image.id, keypair_id=keypair_id)
             elif password is not None or not image.is_linux:
                 # A fresh system with a password and no key; Windows takes no key pair.
-                tx.bind([inst.id], None, None)
-                tx.update_instances([inst.id], first_key_at=None,
-                                    admin_pass_hash=hash_password(password) if password else None)
-            elif inst.keypair_id:
-                tx.bind([inst.id], inst.keypair_id, until)
+                self._transition(tx, [inst.id], RUNNING, "restart", now, image_id=image.id,
+                                 keypair_id=None, key_in_force_at=None, first_key_at=None,
+                                 admin_pass_hash=hash_password(password) if password else None)
+            else:  # the bound pair, if any, is in force again after the restart
+                self._transition(tx, [inst.id], RUNNING, "restart", now,
+                                 key_of=inst if inst.keypair_id else None, image_id=image.id)
 
     def release(self, account: str, instance_id: str) -> None:
         with self.store.write() as tx:
@@ -225,10 +226,23 @@ class InstanceService:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _transition(self, tx: Tx, ids: list[str], state: str, kind: str, now: float) -> float:
+    def _transition(self, tx: Tx, ids: list[str], state: str, kind: str, now: float, *,
+                    key_of: Instance | None = None, **also: Any) -> float:
+        """Start a transition of ``ids`` ending in ``state``, setting ``also``
+        in the same UPDATE; with ``key_of`` (an instance with a key pair), that
+        pair comes in force when the transition ends. Returns when it ends.
+
+        One UPDATE per row and transaction: on PostgreSQL a second UPDATE of a
+        row with a key pair checks the foreign key again, which locks the key
+        pair *after* the instance, against the lock order (repo.Tx) - a
+        deadlock with an attach that holds the pair and waits for the instance."""
         until = now + self.transition
-        tx.update_instances(ids, state=state, transition=kind if self.transition > 0 else None,
-                            transition_until=until)
+        values = {"state": state, "transition": kind if self.transition > 0 else None,
+                  "transition_until": until, **also}
+        if key_of is not None:
+            first = key_of.first_key_at
+            values |= {"key_in_force_at": until, "first_key_at": until if first is None else first}
+        tx.update_instances(ids, **values)
         return until
 
     @staticmethod
