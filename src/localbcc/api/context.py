@@ -12,7 +12,8 @@ from ..config import Settings
 from ..domain.instances import InstanceService
 from ..domain.keypairs import KeypairService
 from ..store.accounts import Accounts
-from ..store.db import Store
+from ..errors import BceError, ErrorCode
+from ..store.db import BUSY_TIMEOUT_MS, Store, WriteLockBusy
 from ..ssh.view import SshView
 
 
@@ -37,12 +38,24 @@ class Context:
         runs inline (no thread hop, and one process never interleaves its own
         transactions), then waits for the group commit of its loop turn
         (store/db.py), so an answer is never sent before its writes are
-        durable; a network database runs on a bounded thread pool."""
+        durable. While another process holds SQLite's write lock the call is
+        tried again every few milliseconds, the loop serving other requests
+        meanwhile, for up to the busy timeout (then 503). A network database
+        runs on a bounded thread pool."""
         if self._db is None:
-            try:
-                return fn(*args, **kwargs)
-            finally:  # errors too: one may rest on a batch-mate's write that could still fail
-                await self.store.durable()
+            pause, waited = 0.001, 0.0
+            while True:
+                try:
+                    return fn(*args, **kwargs)
+                except WriteLockBusy:  # another process is writing: nothing was done yet
+                    pass
+                finally:  # errors too: one may rest on a batch-mate's write that could still fail
+                    await self.store.durable()
+                if waited >= BUSY_TIMEOUT_MS / 1000:
+                    raise BceError(ErrorCode.ServiceUnavailable)
+                await asyncio.sleep(pause)  # 1, 2, 4 ... 20 ms
+                waited += pause
+                pause = min(pause * 2, 0.02)
         return await asyncio.get_running_loop().run_in_executor(
             self._db, functools.partial(fn, *args, **kwargs))
 

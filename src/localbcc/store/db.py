@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +40,12 @@ class SchemaMismatch(RuntimeError):
 
 class DatabaseUnreachable(SchemaMismatch):
     """No connection to the database (at start-up or in a `db` command)."""
+
+
+class WriteLockBusy(Exception):
+    """Another process holds SQLite's write lock, so the event loop's next batch
+    could not begin. Raised before the call it interrupts has written anything:
+    ``Context.run`` waits (serving other requests meanwhile) and runs it again."""
 
 
 def normalize_url(url: str) -> str:
@@ -138,8 +145,13 @@ class Store:
                 return
             with self._connection() as conn:
                 conn.info[WRITE_FLAG] = write  # read by the SQLite begin hook
-                with conn.begin():
-                    yield Tx(conn, self.is_sqlite)
+                try:
+                    with conn.begin():
+                        yield Tx(conn, self.is_sqlite)
+                except DBAPIError:
+                    if self.is_sqlite:
+                        _drop_if_stuck(conn)
+                    raise
             if write and self._checkpoints is not None:
                 self._checkpoints.wrote()
         except DBAPIError as exc:
@@ -188,6 +200,7 @@ class Store:
             log.warning("storage unavailable: group commit failed: %s", describe_error(exc))
             with contextlib.suppress(Exception):
                 batch.transaction.rollback()
+            _drop_if_stuck(batch.conn)
         finally:
             batch.finish()
         self._checkpoints.wrote()
@@ -413,6 +426,25 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {detail[0] if detail else ''}"
 
 
+def _drop_if_stuck(conn: Connection) -> None:
+    """After a failed COMMIT SQLAlchemy counts the transaction as over, but
+    SQLite keeps it open when the COMMIT was refused as busy, and with it the
+    database's write lock: every later transaction of the process would fail
+    and other processes could not write. Such a connection is dropped (closing
+    it rolls back); the next transaction opens a new one."""
+    try:
+        stuck = conn.connection.dbapi_connection.in_transaction
+    except Exception:  # noqa: BLE001 - no usable DBAPI connection: drop it too
+        stuck = True
+    if stuck:
+        conn.invalidate()
+
+
+def _is_busy(exc: DBAPIError) -> bool:
+    """SQLITE_BUSY (any extended code): another connection holds the lock."""
+    return getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _is_unavailable(exc: DBAPIError) -> bool:
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return True
@@ -468,8 +500,19 @@ class _Batch:
         self.loop = loop
         self.waiters: list[asyncio.Future] = []
         self.broken = False  # a failure undid more than one savepoint: commit nothing
-        conn.info[WRITE_FLAG] = True
-        self.transaction = conn.begin()  # BEGIN IMMEDIATE
+        # BEGIN IMMEDIATE, without waiting for the lock: SQLite would wait on
+        # this thread, the event loop's, stalling every request for as long.
+        driver = conn.connection.dbapi_connection
+        driver.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.info[WRITE_FLAG] = True
+            self.transaction = conn.begin()
+        except OperationalError as exc:
+            if _is_busy(exc):
+                raise WriteLockBusy() from None
+            raise
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def savepoint(self) -> None:
         _SAVEPOINT.execute(self.conn, {})

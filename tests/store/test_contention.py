@@ -1,0 +1,111 @@
+"""SQLite's write lock held by another process, and COMMITs that fail: the
+event loop keeps serving, writes wait their turn or fail cleanly, and nothing
+stays locked."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from localbcc.api.context import Context
+from localbcc.clock import FakeClock
+from localbcc.config import Settings
+from localbcc.errors import BceError, ErrorCode
+from localbcc.store.db import Store, sqlite_url
+
+AK = "AKcontention"
+
+
+def _public_key() -> str:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    return key.public_bytes(serialization.Encoding.OpenSSH,
+                            serialization.PublicFormat.OpenSSH).decode()
+
+
+@pytest.fixture
+def world(tmp_path):
+    store = Store(sqlite_url(tmp_path))
+    store.prepare()
+    ctx = Context(Settings(data_dir=tmp_path), store, FakeClock())
+    pair = ctx.keypairs.import_(AK, {"name": "before", "publicKey": _public_key()}, None)
+    other = sqlite3.connect(tmp_path / "localbcc.db", isolation_level=None)  # "another process"
+    yield ctx, pair["keypair"]["keypairId"], other
+    other.close()
+    ctx.close()
+
+
+def _name(other: sqlite3.Connection, keypair_id: str) -> str:
+    return other.execute("SELECT name FROM keypairs WHERE id = ?", (keypair_id,)).fetchone()[0]
+
+
+def test_a_write_waits_for_another_process_without_stalling_the_loop(world):
+    """SQLite would wait for the lock on the loop's thread (10 s at most),
+    and every other request with it."""
+    ctx, kid, other = world
+
+    async def scenario() -> list[str]:
+        events = []
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(ctx.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
+        await asyncio.sleep(0.05)
+        read = await ctx.run(ctx.keypairs.get, AK, kid)  # served meanwhile
+        events.append(f"read {read['keypair']['name']}, write done: {write.done()}")
+        other.execute("COMMIT")
+        await write
+        events.append(f"written {_name(other, kid)}")
+        return events
+
+    assert asyncio.run(scenario()) == ["read before, write done: False", "written after"]
+
+
+def test_a_write_gives_up_with_503_after_the_busy_timeout(world, monkeypatch):
+    ctx, kid, other = world
+    monkeypatch.setattr("localbcc.api.context.BUSY_TIMEOUT_MS", 100)
+
+    async def scenario() -> None:
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            await ctx.run(ctx.keypairs.rename, AK, kid, {"name": "never"})
+        finally:
+            other.execute("ROLLBACK")
+
+    with pytest.raises(BceError) as refused:
+        asyncio.run(scenario())
+    assert refused.value.code is ErrorCode.ServiceUnavailable
+    assert _name(other, kid) == "before"
+
+
+def test_a_refused_commit_leaves_nothing_locked(world, monkeypatch):
+    """SQLite keeps the transaction (and the write lock) when COMMIT is refused
+    as busy, though SQLAlchemy counts it as over: the process must not carry
+    it into its next transactions, nor keep other processes out."""
+    ctx, kid, other = world
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    real = SQLiteDialect_pysqlite.do_commit
+    refusals = [sqlite3.OperationalError("database is locked")]
+
+    def do_commit(self, dbapi_connection):
+        if refusals:  # as SQLite refuses a COMMIT: the transaction stays open
+            raise refusals.pop()
+        return real(self, dbapi_connection)
+
+    monkeypatch.setattr(SQLiteDialect_pysqlite, "do_commit", do_commit)
+
+    async def scenario() -> list[str]:
+        results = []
+        for name in ("refused", "next"):
+            try:
+                await ctx.run(ctx.keypairs.rename, AK, kid, {"name": name})
+                results.append(f"{name}: ok")
+            except BceError as exc:
+                results.append(f"{name}: {exc.code.name}")
+        return results
+
+    assert asyncio.run(scenario()) == ["refused: ServiceUnavailable", "next: ok"]
+    assert _name(other, kid) == "next"
+    other.execute("BEGIN IMMEDIATE")  # other processes can write again
+    other.execute("ROLLBACK")
