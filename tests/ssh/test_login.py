@@ -248,6 +248,27 @@ def test_reboot_drops_open_sessions(sdk, tmp_path):
         idle.close()
 
 
+def test_no_command_runs_once_stop_or_reboot_has_answered(sdk, tmp_path):
+    """The reconcile pass drops such sessions within 0.2 s; a command sent in
+    that window, after the API answered, must not run either."""
+    key = new_key(tmp_path, "window")
+    [iid] = create(sdk, key_pair_id=import_key(sdk, key, "window"))
+    for operation in (sdk.reboot_instance, sdk.stop_instance):
+        inst = wait_status(sdk, iid)
+        with pconnect(inst, key) as session:
+            assert run(session, "true")[0] == 0
+            operation(iid)
+            try:
+                status, out, _ = run(session, "hostname")
+            except (paramiko.SSHException, EOFError, OSError):
+                status, out = None, ""  # refused outright: as good
+            assert (status, out) != (0, inst.hostname + "\n"), operation.__name__
+        if operation is sdk.stop_instance:
+            break
+    wait_status(sdk, iid, "Stopped")
+    sdk.start_instance(iid)
+
+
 def test_attach_on_a_running_instance_drops_sessions_too(sdk, tmp_path):
     a, b = new_key(tmp_path, "a"), new_key(tmp_path, "b")
     [iid] = create(sdk, key_pair_id=import_key(sdk, a, "a"))

@@ -177,3 +177,20 @@ def test_the_one_address_layout_gives_each_instance_a_port(fresh_server, tmp_pat
     kh = known_hosts(tmp_path, a, b)
     for inst in (a, b):
         assert openssh(inst, key, "hostname", kh=kh).stdout == inst.hostname + "\n"
+
+
+@pytest.mark.backends("sqlite")
+def test_an_instance_that_is_running_at_once_takes_logins_at_once(fresh_server, tmp_path):
+    """With --transition-seconds 0 (as in README's test-suite fixture) an
+    instance reads Running in the create answer: its endpoint must be open by
+    then, not at the SSH service's next pass."""
+    srv = fresh_server("--transition-seconds", "0", "--ssh-port", str(free_port()))
+    sdk = srv.client()
+    key = new_key(tmp_path, "now")
+    kid = import_key(sdk, key, "now")
+    for _ in range(5):
+        [iid] = create(sdk, key_pair_id=kid)
+        inst = sdk.get_instance(iid).instance  # no waiting
+        assert (inst.status, inst.ssh_status) == ("Running", "Available")
+        with pconnect(inst, key) as session:
+            assert run(session, "hostname")[0] == 0

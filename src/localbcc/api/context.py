@@ -28,6 +28,7 @@ class Context:
         self.instances = InstanceService(store, self.clock, settings.region,
                                          settings.transition_seconds)
         self.instances.ssh = SshView.from_settings(settings)  # SSH fields of instances
+        self.ssh_service = None  # this process's SSH service, once ssh.start_service ran
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="localbcc-cpu")
         self._db = None if store.is_sqlite else ThreadPoolExecutor(
             max_workers=settings.db_pool_size + settings.db_max_overflow,
@@ -58,6 +59,13 @@ class Context:
                 pause = min(pause * 2, 0.02)
         return await asyncio.get_running_loop().run_in_executor(
             self._db, functools.partial(fn, *args, **kwargs))
+
+    async def open_endpoints(self, instance_ids: list[str]) -> None:
+        """SSH endpoints of new or rebuilt instances, opened before the answer
+        (if this process serves them): an instance that reads Running takes
+        logins at once."""
+        if self.ssh_service is not None:
+            await self.ssh_service.open_now(instance_ids)
 
     async def read_in_background(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A read no answer waits for (the SSH service's periodic scans). On

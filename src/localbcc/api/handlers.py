@@ -62,7 +62,9 @@ async def detach_keypair(ctx: Context, req: Request) -> Answer:
 
 async def create_instance(ctx: Context, req: Request) -> Answer:
     token = validation.client_token(req.param("clientToken"))
-    return await ctx.run(ctx.instances.create, req.account, req.secret_key, req.json(), token)
+    answer = await ctx.run(ctx.instances.create, req.account, req.secret_key, req.json(), token)
+    await ctx.open_endpoints(answer["instanceIds"])
+    return answer
 
 
 async def list_instances(ctx: Context, req: Request) -> Answer:
@@ -91,6 +93,7 @@ async def reboot_instance(ctx: Context, req: Request) -> Answer:
 
 async def rebuild_instance(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.instances.rebuild, req.account, req.secret_key, req.item_id, req.json())
+    await ctx.open_endpoints([req.item_id])  # e.g. rebuilt from Windows to Linux
 
 
 async def release_instance(ctx: Context, req: Request) -> Answer:

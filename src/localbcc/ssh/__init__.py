@@ -28,6 +28,7 @@ async def start_service(ctx: Any) -> Any:
         except Exception:
             pass
         return None
+    ctx.ssh_service = service
     return service
 
 

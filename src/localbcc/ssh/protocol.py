@@ -92,9 +92,22 @@ _BANNER = ("This is {hostname}, a localbcc instance ({image}). It has no operati
            "~/.ssh/authorized_keys), echo,\ntrue, false and exit. Nothing runs on your machine.\n\n")
 
 
+async def _still_usable(service: Any, conn: Any, session: Any) -> bool:
+    """Read the instance now. The reconcile pass drops the sessions of an
+    instance that stopped or restarted within 0.2 s; a command sent in between,
+    after the API had already answered the stop, must not run."""
+    found = await service.load(session.instance_id)
+    if found is not None and service.usable(found[0], session):
+        return True
+    service.drop(conn, f"instance {session.instance_id} is no longer running as it was "
+                       f"when you logged in")
+    return False
+
+
 async def _serve(service: Any, process: asyncssh.SSHServerProcess) -> None:
-    session = service.sessions.get(process.get_extra_info("connection"))
-    if session is None:  # dropped meanwhile
+    conn = process.get_extra_info("connection")
+    session = service.sessions.get(conn)
+    if session is None or not await _still_usable(service, conn, session):  # dropped meanwhile
         process.exit(255)
         return
     if process.subsystem:
@@ -128,6 +141,9 @@ async def _serve(service: Any, process: asyncssh.SSHServerProcess) -> None:
             if not line:
                 out("logout\n")
                 process.exit(shell.status)
+                return
+            if not await _still_usable(service, conn, session):
+                process.exit(255)
                 return
             try:
                 await shell.run(line.rstrip("\r\n"), out, err)

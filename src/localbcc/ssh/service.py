@@ -92,6 +92,7 @@ class SshService:
         self.failed: dict[str, tuple[float, str]] = {}  # instance id -> (retry at, error)
         self.sessions: dict[Any, Session] = {}  # asyncssh connection -> its session
         self._options: dict[str, Any] = {}  # instance id -> asyncssh server options
+        self._opening: set[str] = set()  # instance ids whose endpoint _open is binding
         self._task: asyncio.Task | None = None
         self._next_lock_try = 0.0
         self._next_alive_check = 0.0
@@ -157,7 +158,7 @@ class SshService:
 
     async def _stop_serving(self, reason: str) -> None:
         for conn in list(self.sessions):
-            self._drop(conn, reason)
+            self.drop(conn, reason)
         for iid in list(self.listeners):
             self._close_listener(iid)
         self.failed.clear()
@@ -234,16 +235,18 @@ class SshService:
             if not self.force and (row.ssh_error or None) != error:
                 errors[iid] = error
         if errors:
-            await self.ctx.run(self._write_errors, errors)
+            items = list(errors.items())
+            for start in range(0, len(items), WALK_CHUNK // 5):  # ~15 ms each, then a turn
+                await self.ctx.run(self._write_errors, dict(items[start:start + WALK_CHUNK // 5]))
             self._rows = [r._replace(ssh_error=errors[r.id]) if r.id in errors else r
                           for r in self._rows]
         for conn, session in list(self.sessions.items()):
             row = live.get(session.instance_id)
             if row is None:
-                self._drop(conn, f"instance {session.instance_id} was released")
+                self.drop(conn, f"instance {session.instance_id} was released")
             elif (lifecycle.status(row, clock_now) != lifecycle.RUNNING
                   or row.transition_until != session.marker):
-                self._drop(conn, f"instance {session.instance_id} is "
+                self.drop(conn, f"instance {session.instance_id} is "
                                  f"{lifecycle.status(row, clock_now).lower()}")
 
     def _read_signature(self) -> tuple:
@@ -263,8 +266,32 @@ class SshService:
 
     # -- listeners -------------------------------------------------------------------
 
+    async def open_now(self, instance_ids: list[str]) -> None:
+        """Open the endpoints of new or rebuilt instances at once, rather than
+        at the next pass (up to RECONCILE_SECONDS later): with
+        --transition-seconds 0 an instance reads Running as soon as it exists,
+        and its users ssh in right away. Only the serving process can; the
+        others leave it to that process's next pass."""
+        if not self.serving:
+            return
+        for iid in instance_ids:
+            found = None if iid in self.listeners else await self.load(iid)
+            if found is not None and get_image(found[0].image_id).is_linux:
+                inst = found[0]
+                await self._open(_Row(inst.id, inst.seq, inst.image_id, inst.state,
+                                      inst.transition, inst.transition_until, inst.ssh_error))
+
     async def _open(self, row: _Row) -> str | None:
         """Open the endpoint of one instance; returns why it failed, or None."""
+        if row.id in self.listeners or row.id in self._opening:  # open_now and a pass at once
+            return None
+        self._opening.add(row.id)
+        try:
+            return await self._bind(row)
+        finally:
+            self._opening.discard(row.id)
+
+    async def _bind(self, row: _Row) -> str | None:
         endpoint = self.view.endpoint(row.seq)
         if endpoint is None:
             return self._failed(row.id, None, "no loopback address or port is left for it")
@@ -301,7 +328,7 @@ class SshService:
         if server is not None:
             server.close()
 
-    def _drop(self, conn: Any, reason: str) -> None:
+    def drop(self, conn: Any, reason: str) -> None:
         self.sessions.pop(conn, None)
         try:
             import asyncssh
