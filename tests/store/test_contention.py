@@ -50,7 +50,7 @@ def test_a_write_waits_for_another_process_without_stalling_the_loop(world):
         events = []
         other.execute("BEGIN IMMEDIATE")
         write = asyncio.ensure_future(ctx.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the write runs first, finds the lock taken and waits its turn
         read = await ctx.run(ctx.keypairs.get, AK, kid)  # served meanwhile
         events.append(f"read {read['keypair']['name']}, write done: {write.done()}")
         other.execute("COMMIT")

@@ -440,6 +440,18 @@ def _drop_if_stuck(conn: Connection) -> None:
         conn.invalidate()
 
 
+@contextlib.contextmanager
+def _not_waiting(conn: Connection) -> Iterator[None]:
+    """SQLite statements that fail at once (SQLITE_BUSY) instead of waiting up
+    to the busy timeout for another connection's lock."""
+    driver = conn.connection.dbapi_connection
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
 def _is_busy(exc: DBAPIError) -> bool:
     """SQLITE_BUSY (any extended code): another connection holds the lock."""
     return getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
@@ -502,17 +514,14 @@ class _Batch:
         self.broken = False  # a failure undid more than one savepoint: commit nothing
         # BEGIN IMMEDIATE, without waiting for the lock: SQLite would wait on
         # this thread, the event loop's, stalling every request for as long.
-        driver = conn.connection.dbapi_connection
-        driver.execute("PRAGMA busy_timeout=0")
         try:
-            conn.info[WRITE_FLAG] = True
-            self.transaction = conn.begin()
+            with _not_waiting(conn):
+                conn.info[WRITE_FLAG] = True
+                self.transaction = conn.begin()
         except OperationalError as exc:
             if _is_busy(exc):
                 raise WriteLockBusy() from None
             raise
-        finally:
-            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def savepoint(self) -> None:
         _SAVEPOINT.execute(self.conn, {})
@@ -613,13 +622,9 @@ class _Checkpointer:
         connection is checkpointing or reading old pages, it is tried again
         after the thread's next checkpoint."""
         self.restart_due = False
-        driver = conn.connection.dbapi_connection
         try:
-            driver.execute("PRAGMA busy_timeout=0")
-            try:
-                driver.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-            finally:
-                driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            with _not_waiting(conn):
+                conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except Exception as exc:  # noqa: BLE001 - the WAL only stays long a while more
             log.debug("WAL restart failed: %s", exc)
 
