@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -598,22 +598,29 @@ class _Checkpointer:
     def _run(self) -> None:
         conn = None
         while not self._stopping.wait(self.INTERVAL):
-            if not self._dirty:
-                continue
-            self._dirty = False
-            try:
-                if conn is None:
-                    conn = self._engine.raw_connection()
-                _, pages, _ = conn.driver_connection.execute(
-                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                self.restart_due = pages >= self.RESTART_PAGES
-            except Exception as exc:  # noqa: BLE001 - retried after the next write
-                log.debug("WAL checkpoint failed: %s", exc)
-                if conn is not None:
-                    conn.invalidate()
-                    conn = None
+            if self._dirty:
+                self._dirty = False
+                conn = self.checkpoint(conn)
         if conn is not None:
             conn.close()
+
+    def checkpoint(self, conn: Any = None) -> Any:
+        """One PASSIVE checkpoint on ``conn`` (a raw connection; None: a new
+        one), noting whether the WAL is long enough for :meth:`restart`.
+        Returns the connection for the next one (None after a failure, which
+        is tried again after the next write)."""
+        try:
+            if conn is None:
+                conn = self._engine.raw_connection()
+            _, pages, _ = conn.driver_connection.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.restart_due = pages >= self.RESTART_PAGES
+        except Exception as exc:  # noqa: BLE001 - retried after the next write
+            log.debug("WAL checkpoint failed: %s", exc)
+            if conn is not None:
+                conn.invalidate()
+            return None
+        return conn
 
     def restart(self, conn: Connection) -> None:
         """A RESTART checkpoint on the writer's connection, outside any
