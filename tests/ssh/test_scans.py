@@ -86,3 +86,38 @@ def test_the_walk_over_all_instances_yields_to_the_event_loop(tmp_path, monkeypa
         assert asyncio.run(turns_during_a_pass()) >= 2  # six rows, two at a time
     finally:
         ctx.close()
+
+
+def test_endpoint_errors_are_written_a_chunk_at_a_time(tmp_path, monkeypatch):
+    """Thousands of sshStatusReason changes at once (an sshd that held the port
+    went away) are written ERRORS_CHUNK rows per call, with the loop free in
+    between; in one call they held it for 0.6 s per 5,000."""
+    store = Store(sqlite_url(tmp_path))
+    store.prepare()
+    ctx = Context(Settings(data_dir=tmp_path, ssh_port=free_port()), store, FakeClock())
+    body = {"imageId": "m-Ubt2204a", "purchaseCount": 5, "cpuCount": 1, "memoryCapacityInGB": 2}
+    ids = ctx.instances.create("AK-scan", "0123456789abcdef0123456789abcdef", body, None)
+    with store.write() as tx:  # reasons left by an earlier run, all wrong now
+        for iid in ids["instanceIds"]:
+            tx.set_ssh_error(iid, "cannot listen: taken")
+    service = SshService(ctx)
+    service.serving = True
+    monkeypatch.setattr(ssh_service, "ERRORS_CHUNK", 2)
+    calls: list[dict] = []
+    write = service._write_errors
+    monkeypatch.setattr(service, "_write_errors", lambda errors: (calls.append(errors), write(errors)))
+
+    async def one_pass() -> None:
+        try:
+            await service._reconcile()  # opens the five endpoints, clears the five reasons
+        finally:
+            await service.stop()
+
+    try:
+        asyncio.run(one_pass())
+        with store.read() as tx:
+            left = [r for r in tx.ssh_endpoints() if r[-1] is not None]
+    finally:
+        ctx.close()
+    assert [len(c) for c in calls] == [2, 2, 1]
+    assert left == []

@@ -98,18 +98,15 @@ def test_serialize_makes_same_named_transactions_take_turns(fresh_database):
 def test_a_database_that_cannot_be_written_is_refused_at_start_up(tmp_path, monkeypatch):
     """A read-only mount would otherwise serve reads and answer every write 503.
     (Tests run as root, which file modes do not stop: os.access stands in for
-    the read-only file system.)"""
-    from localbcc.store.db import sqlite_url
+    the read-only file system.) Start-up (server.prepare) checks it."""
+    from localbcc.config import Settings
+    from localbcc.server import prepare
 
-    store = Store(sqlite_url(tmp_path))
-    try:
-        store.prepare()
-        store.require_writable()  # a writable one passes
-        monkeypatch.setattr("os.access", lambda path, mode: str(path) != str(tmp_path))
-        with pytest.raises(DatabaseUnreachable, match=f"cannot write to {tmp_path} "):
-            store.require_writable()  # the WAL lives in the directory: it must be writable too
-    finally:
-        store.dispose()
+    settings = Settings(data_dir=tmp_path)
+    prepare(settings)  # a writable one starts
+    monkeypatch.setattr("os.access", lambda path, mode: str(path) != str(tmp_path))
+    with pytest.raises(DatabaseUnreachable, match=f"cannot write to {tmp_path} "):
+        prepare(settings)  # the WAL lives in the directory: it must be writable too
 
 
 def test_credentials_replacing_a_stored_secret_say_so(tmp_path, caplog):
