@@ -265,6 +265,9 @@ _AUTH_RE = re.compile(
 )
 
 
+_NEVER = 2**53  # seconds: the largest integer a float holds exactly
+
+
 @lru_cache(maxsize=1024)
 def _parse_timestamp(value: bytes) -> float | None:
     """Epoch seconds of a ``YYYY-MM-DDTHH:MM:SSZ`` timestamp (format already
@@ -324,7 +327,10 @@ class Verifier:
         if issued is None:
             raise _malformed("the timestamp is not a valid UTC date-time")
         try:
-            expiration = int(exp_raw)
+            # Beyond 2**53 s every expiration means the same (never, in practice);
+            # capped, it compares with a float exactly, compiled or not (a huge
+            # int would overflow the conversion to float).
+            expiration = min(int(exp_raw), _NEVER)
         except ValueError:  # more digits than int() accepts
             raise _malformed("the expiration is not a valid integer") from None
 
@@ -334,7 +340,6 @@ class Verifier:
             raise BceError(ErrorCode.InvalidAccessKeyId)
 
         now = self._clock.now()
-        # float - float vs int: exact, and no overflow for absurdly large expirations.
         if now - issued > expiration:
             raise BceError(ErrorCode.RequestExpired, "The request has expired.")
         if issued - now > self._max_future_skew:

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -151,7 +152,7 @@ def serve(settings: Settings) -> int:
     # protocol), body within body_timeout (the protocol ends it, the app says 408),
     # idle keep-alive 30 s.
     # SIGTERM: stop accepting, let in-flight requests finish (up to 10 s).
-    common = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
+    common: dict[str, Any] = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
                   loop="uvloop", http=LimitedHttpToolsProtocol, lifespan="on",
                   timeout_keep_alive=30, timeout_graceful_shutdown=10)
     if settings.workers > 1:

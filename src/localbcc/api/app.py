@@ -194,7 +194,7 @@ def _query_pairs(raw: bytes) -> list[tuple[str, str]]:
 def _body_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     """The announced body length: Content-Length, None when chunked (unknown
     until read), 0 when neither header is there (HTTP/1.1: no body)."""
-    length = 0
+    length: int | None = 0
     for name, value in headers:
         if name == b"content-length":
             try:

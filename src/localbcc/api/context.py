@@ -28,7 +28,7 @@ class Context:
         self.instances = InstanceService(store, self.clock, settings.region,
                                          settings.transition_seconds)
         self.instances.ssh = SshView.from_settings(settings)  # SSH fields of instances
-        self.ssh_service = None  # this process's SSH service, once ssh.start_service ran
+        self.ssh_service: Any = None  # this process's SSH service, once ssh.start_service ran
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="localbcc-cpu")
         self._db = None if store.is_sqlite else ThreadPoolExecutor(
             max_workers=settings.db_pool_size + settings.db_max_overflow,

@@ -38,14 +38,17 @@ async def get_keypair(ctx: Context, req: Request) -> Answer:
 
 async def rename_keypair(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.keypairs.rename, req.account, req.item_id, req.json())
+    return None
 
 
 async def update_keypair_desc(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.keypairs.update_description, req.account, req.item_id, req.json())
+    return None
 
 
 async def delete_keypair(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.keypairs.delete, req.account, req.item_id)
+    return None
 
 
 async def attach_keypair(ctx: Context, req: Request) -> Answer:
@@ -81,19 +84,23 @@ async def get_instance(ctx: Context, req: Request) -> Answer:
 
 async def start_instance(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.instances.start, req.account, req.item_id)
+    return None
 
 
 async def stop_instance(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.instances.stop, req.account, req.item_id)
+    return None
 
 
 async def reboot_instance(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.instances.reboot, req.account, req.item_id)
+    return None
 
 
 async def rebuild_instance(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.instances.rebuild, req.account, req.secret_key, req.item_id, req.json())
-    await ctx.open_endpoints([req.item_id])  # e.g. rebuilt from Windows to Linux
+    await ctx.open_endpoints([req.id])  # e.g. rebuilt from Windows to Linux
+    return None
 
 
 async def release_instance(ctx: Context, req: Request) -> Answer:
@@ -101,6 +108,7 @@ async def release_instance(ctx: Context, req: Request) -> Answer:
 
 
 # -- images (§5.1) ---------------------------------------------------------------------------
+    return None
 
 async def list_images(ctx: Context, req: Request) -> Answer:
     max_keys = validation.max_keys(req.param("maxKeys"))
@@ -120,4 +128,4 @@ async def list_images(ctx: Context, req: Request) -> Answer:
 
 
 async def get_image(ctx: Context, req: Request) -> Answer:
-    return {"image": images.get_image(req.item_id).to_wire()}
+    return {"image": images.get_image(req.id).to_wire()}

@@ -187,9 +187,9 @@ _IMPORT_KP = ("importKeypair", "Import an OpenSSH (or RFC 4716 / PEM) public key
                E.IdempotentParameterMismatch))
 _BIND = (E.KeypairNotExist, E.KeypairInstanceNotExist, E.UnsupportOsType,
          E.KeypairInstanceStatusForbidden, *_JSON_BODY)
-_DELETE_KP = ("deleteKeypair", "Delete a key pair that no instance uses (a Go SDK body is ignored).",
+_DELETE_KP: tuple = ("deleteKeypair", "Delete a key pair that no instance uses (a Go SDK body is ignored).",
               [], None, None, (E.KeypairNotExist, E.DeleteKeypairInUse))
-_RELEASE = ("releaseInstance", "Release (delete) an instance that is Running or Stopped.",
+_RELEASE: tuple = ("releaseInstance", "Release (delete) an instance that is Running or Stopped.",
             [], None, None, (E.NoSuchObject, E.InstanceStatusForbidden))
 
 OPERATIONS: dict[tuple[str, str, bool, str | None], tuple] = {

@@ -26,6 +26,7 @@ checked by one timer per connection, re-armed when it fires.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -65,7 +66,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = True  # the first request's clock starts at connect
         self._reading_body = False
         self._since = self.loop.time()  # when the current phase started
-        self._timer = self.loop.call_later(self.header_timeout, self._check)
+        self._timer: asyncio.TimerHandle | None = self.loop.call_later(
+            self.header_timeout, self._check)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -30,5 +30,11 @@ class Request:
         except orjson.JSONDecodeError:
             raise BceError(ErrorCode.MalformedJSON) from None
 
+    @property
+    def id(self) -> str:
+        """The item id, on a route that has one (routes.resolve makes sure)."""
+        assert self.item_id is not None
+        return self.item_id
+
     def param(self, name: str) -> str | None:
         return self.query.get(name)

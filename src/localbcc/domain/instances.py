@@ -1,7 +1,7 @@
 """Instances: create, list, lifecycle (§5), and binding key pairs to them (§4.6)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from ..clock import Clock
 from ..errors import BceError, ErrorCode, inappropriate
@@ -14,18 +14,26 @@ from .models import Binding, Instance
 from .paging import page
 from .passwords import decrypt_admin_pass, hash_password
 from .timefmt import iso
+
+#: Instance ids. (InstanceService has a method named ``list``, which the name
+#: would mean inside the class.)
+Ids = list[str]
+
+
+class SshFields(Protocol):
+    """The SSH fields of the instance object (localbcc.ssh.view.SshView)."""
+
+    def wire(self, inst: Instance, now: float) -> dict[str, Any]: ...
 from ..ssh.hostkeys import new_host_key
 
 
 class InstanceService:
-    #: The SSH fields of the instance object (localbcc.ssh.view.SshView); set by Context.
-    ssh = None
-
     def __init__(self, store: Store, clock: Clock, region: str, transition_seconds: float):
         self.store = store
         self.clock = clock
         self.region = region
         self.transition = transition_seconds
+        self.ssh: SshFields | None = None  # set by Context
 
     # -- presentation -------------------------------------------------------------------
 
@@ -48,7 +56,7 @@ class InstanceService:
 
     # -- create ---------------------------------------------------------------------------
 
-    def create(self, account: str, secret_key: str, body: dict, token: str | None) -> dict:
+    def create(self, account: str, secret_key: str, body: Any, token: str | None) -> dict:
         body = validation.body_object(body)
         image = get_image(validation.required_str(body, "imageId"))
         count = validation.optional_int(body, "purchaseCount", 1, 1, 100)
@@ -60,7 +68,9 @@ class InstanceService:
         memory = validation.optional_int(body, "memoryCapacityInGB", 1, 1, 16384)
         instance_type = validation.optional_str(body, "instanceType", 64) or "N3"
         zone = validation.optional_str(body, "zoneName", 64) or f"cn-{self.region}-a"
-        billing = body.get("billing") if isinstance(body.get("billing"), dict) else {}
+        billing = body.get("billing")
+        if not isinstance(billing, dict):
+            billing = {}
         payment = validation.optional_str(billing, "paymentTiming", 32) or "Postpaid"
         if keypair_id is not None and not image.is_linux:
             raise BceError(ErrorCode.UnsupportOsType)
@@ -107,7 +117,7 @@ class InstanceService:
 
     def list(self, account: str, marker: str | None, max_keys: int, *,
              status: str | None = None, keypair_id: str | None = None,
-             ids: list[str] | None = None) -> dict:
+             ids: Ids | None = None) -> dict:
         now = self.clock.now()
         wanted = set(status.split(",")) if status else None
 
@@ -149,7 +159,7 @@ class InstanceService:
                 raise BceError(ErrorCode.RebootInstanceOperationForbidden)
             self._transition(tx, [inst.id], RUNNING, "restart", now)
 
-    def rebuild(self, account: str, secret_key: str, instance_id: str, body: dict) -> None:
+    def rebuild(self, account: str, secret_key: str, instance_id: str, body: Any) -> None:
         body = validation.body_object(body)
         image = get_image(validation.required_str(body, "imageId"))
         keypair_id = validation.optional_str(body, "keypairId")
@@ -184,13 +194,14 @@ class InstanceService:
 
     # -- binding key pairs (§4.6) ----------------------------------------------------------
 
-    def attach(self, account: str, keypair_id: str, body: dict) -> dict:
+    def attach(self, account: str, keypair_id: str, body: Any) -> dict:
         ids = validation.instance_ids(validation.body_object(body))
         with self.store.write() as tx:
             self._keypair(tx, account, keypair_id)
             now = self.clock.now()
             found = self._bindable(tx, account, ids, now, attaching=keypair_id)
-            running, stopped = [], []
+            running: Ids = []
+            stopped: Ids = []
             for iid in ids:
                 (running if lifecycle.status(found[iid], now) == RUNNING else stopped).append(iid)
             if running:  # restarted; the key comes in force once the restart is over
@@ -198,7 +209,7 @@ class InstanceService:
             tx.bind(stopped, keypair_id, None)  # in force at the next start
         return {"failedInstanceIdList": []}
 
-    def detach(self, account: str, keypair_id: str, body: dict) -> dict:
+    def detach(self, account: str, keypair_id: str, body: Any) -> dict:
         ids = validation.instance_ids(validation.body_object(body))
         with self.store.write() as tx:
             self._keypair(tx, account, keypair_id)
@@ -206,7 +217,7 @@ class InstanceService:
             tx.bind([i for i in ids if found[i].keypair_id == keypair_id], None, None)
         return {"failedInstanceIdList": []}
 
-    def _bindable(self, tx: Tx, account: str, ids: list[str], now: float,
+    def _bindable(self, tx: Tx, account: str, ids: Ids, now: float,
                   attaching: str | None = None) -> dict[str, Binding]:
         """Checks 2a–2c of §4.6 (and 2d when ``attaching`` names the pair): every
         check on one instance before the next instance, in the order given."""
@@ -226,7 +237,7 @@ class InstanceService:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _transition(self, tx: Tx, ids: list[str], state: str, kind: str, now: float, *,
+    def _transition(self, tx: Tx, ids: Ids, state: str, kind: str, now: float, *,
                     key_of: Instance | None = None, **also: Any) -> float:
         """Start a transition of ``ids`` ending in ``state``, setting ``also``
         in the same UPDATE; with ``key_of`` (an instance with a key pair), that
@@ -259,7 +270,7 @@ class InstanceService:
             raise BceError(ErrorCode.KeypairNotExist)
 
 
-def parse_ids_param(raw: str | None) -> list[str] | None:
+def parse_ids_param(raw: str | None) -> Ids | None:
     if raw is None or raw == "":
         return None
     ids = [part.strip() for part in raw.split(",") if part.strip()]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from ..clock import Clock
 from ..errors import BceError, ErrorCode
@@ -47,7 +48,7 @@ class KeypairService:
 
     # -- create / import --------------------------------------------------------------
 
-    def parse_create(self, body: dict) -> tuple[str, str]:
+    def parse_create(self, body: Any) -> tuple[str, str]:
         body = validation.body_object(body)
         return validation.keypair_name(body), validation.keypair_description(body)
 
@@ -70,7 +71,7 @@ class KeypairService:
     def generate() -> tuple[PublicKey, str]:
         return generate_rsa_keypair()
 
-    def import_(self, account: str, body: dict, token: str | None) -> dict:
+    def import_(self, account: str, body: Any, token: str | None) -> dict:
         body = validation.body_object(body)
         name = validation.keypair_name(body)
         description = validation.keypair_description(body)
@@ -102,7 +103,7 @@ class KeypairService:
                            "description": description, "public_key": public.openssh,
                            "fingerprint": public.fingerprint, "blob_sha256": blob_sha,
                            "created_at": now})
-        return tx.get_keypair(account, keypair_id)
+        return self._existing(tx, account, keypair_id)
 
     # -- read -----------------------------------------------------------------------
 
@@ -132,13 +133,13 @@ class KeypairService:
 
     # -- change ---------------------------------------------------------------------
 
-    def rename(self, account: str, keypair_id: str, body: dict) -> None:
+    def rename(self, account: str, keypair_id: str, body: Any) -> None:
         name = validation.keypair_name(validation.body_object(body))
         with self.store.write() as tx:
             self._existing(tx, account, keypair_id, for_update=True)
             tx.update_keypair(keypair_id, name=name)
 
-    def update_description(self, account: str, keypair_id: str, body: dict) -> None:
+    def update_description(self, account: str, keypair_id: str, body: Any) -> None:
         body = validation.body_object(body)
         if "description" not in body:
             raise BceError(ErrorCode.InappropriateJSON, "Field 'description' is required.")

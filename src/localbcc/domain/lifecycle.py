@@ -6,13 +6,26 @@ finish a transition: the status is a function of the row and the clock.
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 from .models import Instance
+
+
+class Lifecycled(Protocol):
+    """What status() reads: an Instance, a Binding, or a scan row of the SSH service."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def transition(self) -> str | None: ...
+    @property
+    def transition_until(self) -> float: ...
 
 RUNNING, STOPPED, STARTING, STOPPING = "Running", "Stopped", "Starting", "Stopping"
 _IN_BETWEEN = {"create": STARTING, "start": STARTING, "restart": STARTING, "stop": STOPPING}
 
 
-def status(inst: Instance, now: float) -> str:
+def status(inst: Lifecycled, now: float) -> str:
     if inst.transition and now < inst.transition_until:
         return _IN_BETWEEN[inst.transition]
     return inst.state

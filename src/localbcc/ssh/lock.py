@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import logging
 import os
+from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -36,11 +37,11 @@ class ServeLocks:
     """try_lock/unlock by name ("serve", "boot"); all calls are quick and
     non-blocking (run them off the event loop on PostgreSQL)."""
 
-    def __init__(self, store):
+    def __init__(self, store: Any) -> None:
         self.store = store
         self._files: dict[str, int] = {}
-        self._conn = None
-        self._engine = None
+        self._conn: Any = None
+        self._engine: Any = None
         path = make_url(store.url).database if store.is_sqlite else None
         self._base = path if path and path != ":memory:" else None
 

@@ -22,6 +22,7 @@ USER = "root"
 def new_connection(service: Any, inst: Instance, cache: dict[str, Any]) -> asyncssh.SSHServerConnection:
     options = cache.get(inst.id)
     if options is None:
+        assert inst.ssh_host_key is not None  # Linux instances have one; only they get endpoints
         key = asyncssh.import_private_key(hostkeys.private_openssh(inst.ssh_host_key))
         options = asyncssh.SSHServerConnectionOptions(
             server_host_keys=[key], server_version="localbcc",

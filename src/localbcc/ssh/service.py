@@ -423,6 +423,7 @@ class _Gate(asyncio.Protocol):
 
     async def _decide(self) -> None:
         transport = self.transport
+        assert transport is not None  # set by connection_made, before data can arrive
         try:
             conn = await self.service.admit(self.instance_id, transport)
         except Exception:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import functools
 import socket
+from typing import Any
 
 from ..domain import lifecycle, network
 from ..domain.images import get_image
@@ -67,7 +68,7 @@ class SshView:
 
     def wire(self, inst: Instance, now: float) -> dict:
         """The SSH fields of the instance object (extra fields, harmless to SDKs)."""
-        fields = {"publicIp": self.public_ip(inst.seq), "sshPort": None,
+        fields: dict[str, Any] = {"publicIp": self.public_ip(inst.seq), "sshPort": None,
                   "sshHostKey": inst.ssh_host_public_key or "",
                   "sshHostKeyFingerprint": inst.ssh_host_fingerprint or "",
                   "sshStatus": AVAILABLE, "sshStatusReason": ""}

@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import BceError, ErrorCode
 from .cache import ReadCache
-from .prepared import Prepared
+from .prepared import Prepared, driver_of
 from .repo import Tx, advisory_key
 
 log = logging.getLogger("localbcc.store")
@@ -137,7 +137,7 @@ class Store:
             if batch is not None:
                 batch.savepoint()
                 try:
-                    yield Tx(batch.conn, True)
+                    yield Tx(batch.conn, True, batch.driver)
                 except BaseException:
                     batch.roll_back_savepoint()
                     raise
@@ -203,9 +203,11 @@ class Store:
             _drop_if_stuck(batch.conn)
         finally:
             batch.finish()
-        self._checkpoints.wrote()
-        if self._checkpoints.restart_due and not batch.broken:
-            self._checkpoints.restart(batch.conn)
+        checkpoints = self._checkpoints  # batches are SQLite's, and so are checkpoints
+        if checkpoints is not None:
+            checkpoints.wrote()
+            if checkpoints.restart_due and not batch.broken:
+                checkpoints.restart(batch.conn)
 
     async def durable(self) -> None:
         """Return once every transaction this thread ran so far is committed
@@ -433,7 +435,7 @@ def _drop_if_stuck(conn: Connection) -> None:
     and other processes could not write. Such a connection is dropped (closing
     it rolls back); the next transaction opens a new one."""
     try:
-        stuck = conn.connection.dbapi_connection.in_transaction
+        stuck = driver_of(conn).in_transaction
     except Exception:  # noqa: BLE001 - no usable DBAPI connection: drop it too
         stuck = True
     if stuck:
@@ -444,7 +446,7 @@ def _drop_if_stuck(conn: Connection) -> None:
 def _not_waiting(conn: Connection) -> Iterator[None]:
     """SQLite statements that fail at once (SQLITE_BUSY) instead of waiting up
     to the busy timeout for another connection's lock."""
-    driver = conn.connection.dbapi_connection
+    driver = driver_of(conn)
     driver.execute("PRAGMA busy_timeout=0")
     try:
         yield
@@ -508,6 +510,7 @@ class _Batch:
 
     def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop):
         self.conn = conn
+        self.driver = driver_of(conn)  # sqlite3's connection, for Prepared statements
         self.thread = threading.get_ident()
         self.loop = loop
         self.waiters: list[asyncio.Future] = []
@@ -524,19 +527,19 @@ class _Batch:
             raise
 
     def savepoint(self) -> None:
-        _SAVEPOINT.execute(self.conn, {})
+        _SAVEPOINT.execute(self.conn, {}, self.driver)
 
     def release_savepoint(self) -> None:
         try:
-            _RELEASE.execute(self.conn, {})
+            _RELEASE.execute(self.conn, {}, self.driver)
         except BaseException:  # its changes cannot be told apart from the batch's now
             self.broken = True
             raise
 
     def roll_back_savepoint(self) -> None:
         try:
-            _ROLLBACK_TO.execute(self.conn, {})
-            _RELEASE.execute(self.conn, {})
+            _ROLLBACK_TO.execute(self.conn, {}, self.driver)
+            _RELEASE.execute(self.conn, {}, self.driver)
         except Exception:  # noqa: BLE001 - e.g. SQLite already rolled the whole batch back
             self.broken = True
 
@@ -631,7 +634,7 @@ class _Checkpointer:
         self.restart_due = False
         try:
             with _not_waiting(conn):
-                conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                driver_of(conn).execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except Exception as exc:  # noqa: BLE001 - the WAL only stays long a while more
             log.debug("WAL restart failed: %s", exc)
 
@@ -649,8 +652,8 @@ class _DataVersion:
 
     def __init__(self, engine: Engine):
         self._engine = engine
-        self._conn = None
-        self._sqlite = None  # the sqlite3 connection inside _conn
+        self._conn: Any = None  # a pooled DBAPI connection of SQLAlchemy's
+        self._sqlite: Any = None  # the sqlite3 connection inside _conn
         self._lock = threading.Lock()
         self._memo: tuple[int, int] | None = None  # (thread, version) until the next poll
 

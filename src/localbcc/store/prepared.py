@@ -13,11 +13,17 @@ which suits this schema (integers, floats and text only).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+
+def driver_of(conn: Connection) -> Any:
+    """The driver's own connection (sqlite3's or psycopg's) under a SQLAlchemy one."""
+    return conn.connection.dbapi_connection
 
 
 class Prepared:
@@ -34,9 +40,9 @@ class Prepared:
     def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None, dict]:
         key = (dialect.name, dialect.paramstyle)
         found = self._compiled.get(key)
-        if found is None:
-            compiled = self.statement.compile(dialect=dialect)
-            names = tuple(compiled.positiontup) if compiled.positional else None
+        if found is None:  # once per statement and dialect
+            compiled = cast(SQLCompiler, self.statement.compile(dialect=dialect))
+            names = tuple(compiled.positiontup or ()) if compiled.positional else None
             # Parameters SQLAlchemy adds itself (e.g. SQLite's OFFSET) keep their values.
             fixed = {name: value for name, value in compiled.params.items()
                      if not compiled.binds[name].required}
@@ -44,13 +50,16 @@ class Prepared:
             self._compiled[key] = found
         return found
 
-    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def execute(self, conn: Connection, params: dict[str, Any], driver: Any = None) -> Any:
+        """Run on ``conn``; ``driver`` is its :func:`driver_of`, if the caller
+        has it at hand (a transaction looks it up once, not per statement)."""
         dialect = conn.dialect
         sql, names, fixed = self._compile(dialect)
         if fixed:
             params = fixed | params
-        args = tuple(map(params.__getitem__, names)) if names is not None else params
-        driver = conn.connection.dbapi_connection  # sqlite3's or psycopg's own connection
+        args = tuple([params[name] for name in names]) if names is not None else params
+        if driver is None:
+            driver = driver_of(conn)
         try:
             # Both drivers offer Connection.execute: a new cursor, executed, in one call.
             return driver.execute(sql, args)

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..domain.models import Binding, Instance, Keypair
-from .prepared import Prepared
+from .prepared import Prepared, driver_of
 from .schema import accounts, idempotency, instances, keypairs, tombstones
 
 _KP_COLS = (keypairs.c.seq, keypairs.c.id, keypairs.c.account, keypairs.c.name,
@@ -107,9 +107,11 @@ def _lookup_ids(ids: list[str]) -> list[str]:
 class Tx:
     """One open transaction."""
 
-    def __init__(self, conn: Connection, is_sqlite: bool):
+    def __init__(self, conn: Connection, is_sqlite: bool, driver: Any = None):
         self.conn = conn
         self.is_sqlite = is_sqlite
+        #: The driver's connection under ``conn``, for Prepared statements.
+        self.driver = driver if driver is not None else driver_of(conn)
 
     def _lock(self, stmt, for_update: bool):
         # SQLite takes a database-wide write lock at BEGIN IMMEDIATE; PostgreSQL
@@ -178,14 +180,15 @@ class Tx:
         # (SQLite's writers hold the database-wide lock already.)
         if for_update and not self.is_sqlite and not self.lock_keypair(account, keypair_id):
             return None
-        row = _KEYPAIR.execute(self.conn, {"id": keypair_id, "account": account}).fetchone()
+        row = _KEYPAIR.execute(self.conn, {"id": keypair_id, "account": account},
+                               self.driver).fetchone()
         return Keypair(*row) if row else None
 
     def lock_keypair(self, account: str, keypair_id: str) -> bool:
         """Whether the account has this key pair; on PostgreSQL its row stays
         locked until the transaction ends (SQLite: the write lock is held)."""
         return _LOCK_KEYPAIR.execute(
-            self.conn, {"id": keypair_id, "account": account}).fetchone() is not None
+            self.conn, {"id": keypair_id, "account": account}, self.driver).fetchone() is not None
 
     def keypair_names(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
@@ -206,9 +209,9 @@ class Tx:
                       name: str | None) -> list[Keypair]:
         params = {"account": account, "start": start_seq, "limit": limit}
         if name is None:
-            rows = _LIST_KEYPAIRS_ALL.execute(self.conn, params)
+            rows = _LIST_KEYPAIRS_ALL.execute(self.conn, params, self.driver)
         else:
-            rows = _LIST_KEYPAIRS_NAMED.execute(self.conn, params | {"name": name})
+            rows = _LIST_KEYPAIRS_NAMED.execute(self.conn, params | {"name": name}, self.driver)
         return [Keypair(*r) for r in rows.fetchall()]
 
     # -- paging ------------------------------------------------------------------
@@ -242,16 +245,22 @@ class Tx:
         ids = _lookup_ids(ids)
         if not ids:
             return {}
-        rows = _instances_query(len(ids), for_update).execute(self.conn, _id_values(ids)).fetchall()
-        found = (Instance(*row[:-1], keypair_name=row[-1] or "") for row in rows)
-        return {inst.id: inst for inst in found if inst.account == account}
+        rows = _instances_query(len(ids), for_update).execute(self.conn, _id_values(ids),
+                                                            self.driver).fetchall()
+        found = {}
+        for *columns, keypair_name in rows:
+            inst = Instance(*columns)
+            inst.keypair_name = keypair_name or ""
+            if inst.account == account:
+                found[inst.id] = inst
+        return found
 
     def get_bindings(self, account: str, ids: list[str]) -> dict[str, Binding]:
         """The binding state of this account's instances among ``ids``, locked for update."""
         ids = _lookup_ids(ids)
         if not ids:
             return {}
-        rows = _bindings_query(len(ids)).execute(self.conn, _id_values(ids)).fetchall()
+        rows = _bindings_query(len(ids)).execute(self.conn, _id_values(ids), self.driver).fetchall()
         return {row[0]: Binding._make(row) for row in rows if row[2] == account}
 
     def _instances(self, stmt) -> list[Instance]:
@@ -262,7 +271,7 @@ class Tx:
             inst.keypair_name = names.get(inst.keypair_id, "") if inst.keypair_id else ""
         return found
 
-    def list_instances(self, account: str, start_seq: int, limit: int, *,
+    def list_instances(self, account: str, start_seq: int, limit: int | None, *,
                        keypair_id: str | None = None, ids: list[str] | None = None) -> list[Instance]:
         stmt = (select(*_INST_COLS)
                 .where(instances.c.account == account, instances.c.seq >= start_seq)
@@ -283,7 +292,7 @@ class Tx:
         """Bind (or with None, unbind) instances; the first key in force ends password logins."""
         if ids:
             _bind_query(len(ids), in_force_at is not None).execute(
-                self.conn, _id_values(ids) | {"kp": keypair_id, "at": in_force_at})
+                self.conn, _id_values(ids) | {"kp": keypair_id, "at": in_force_at}, self.driver)
 
     def delete_instance(self, inst: Instance) -> None:
         self.conn.execute(delete(instances).where(instances.c.id == inst.id))
@@ -329,7 +338,7 @@ class Tx:
     def ssh_endpoints(self) -> list[tuple]:
         """What the SSH service needs of every instance, in creation order:
         (id, seq, image_id, state, transition, transition_until, ssh_error)."""
-        return _SSH_ENDPOINTS.execute(self.conn, {}).fetchall()
+        return _SSH_ENDPOINTS.execute(self.conn, {}, self.driver).fetchall()
 
     def set_ssh_error(self, instance_id: str, error: str | None) -> None:
         self.conn.execute(update(instances).where(instances.c.id == instance_id)
@@ -345,4 +354,4 @@ class Tx:
         """Changes whenever an instance is created, released or starts a
         transition (each sets a new transition_until): the SSH service's cue
         to read ssh_endpoints() again."""
-        return tuple(_SSH_SIGNATURE.execute(self.conn, {}).fetchone())
+        return tuple(_SSH_SIGNATURE.execute(self.conn, {}, self.driver).fetchone())

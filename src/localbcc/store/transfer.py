@@ -181,15 +181,16 @@ def _pg_sequence(conn: Connection, table: str, column: str) -> str | None:
                         {"t": table, "c": column}).scalar()
 
 
-def _read_counters(conn: Connection, tables: list[Table]) -> dict[str, tuple[str, int]]:
+def _read_counters(conn: Connection, tables: list[Table]) -> dict[str, tuple[str | None, int]]:
     """table -> (column, last value handed out)."""
-    out: dict[str, tuple[str, int]] = {}
+    out: dict[str, tuple[str | None, int]] = {}
     if conn.dialect.name == "sqlite":
         auto = _sqlite_autoincrement(conn)
         if "sqlite_sequence" not in {r[0] for r in conn.execute(
                 text("SELECT name FROM sqlite_master WHERE type = 'table'"))}:
             return out
-        last = dict(conn.execute(text("SELECT name, seq FROM sqlite_sequence")).all())
+        last = {name: seq for name, seq in conn.execute(
+            text("SELECT name, seq FROM sqlite_sequence"))}
         for t in tables:
             col = _counter_column(t)
             if col and t.name in auto and t.name in last:
@@ -206,7 +207,7 @@ def _read_counters(conn: Connection, tables: list[Table]) -> dict[str, tuple[str
 
 
 def _write_counters(conn: Connection, tables: list[Table],
-                    counters: dict[str, tuple[str, int]]) -> None:
+                    counters: dict[str, tuple[str | None, int]]) -> None:
     """Move each auto-increment counter past the imported keys and the source's counter."""
     auto = _sqlite_autoincrement(conn) if conn.dialect.name == "sqlite" else set()
     for t in tables:
@@ -401,7 +402,7 @@ def _load(store: Store, header: dict, lines: Iterator[tuple[int, dict]]) -> dict
                                         f"schema's {[c.name for c in tables[name].columns]}")
             kinds = {name: _kinds(t) for name, t in tables.items()}
             counts = {name: 0 for name in tables}
-            counters: dict[str, tuple[str, int]] = {}
+            counters: dict[str, tuple[str | None, int]] = {}
             batch: list[dict] = []
             batch_lines: list[int] = []
             batch_table: str | None = None
@@ -409,6 +410,7 @@ def _load(store: Store, header: dict, lines: Iterator[tuple[int, dict]]) -> dict
 
             def flush() -> None:
                 if batch:
+                    assert batch_table is not None  # set with the batch's first row
                     _insert(conn, tables[batch_table], batch, batch_lines)
                     batch.clear()
                     batch_lines.clear()

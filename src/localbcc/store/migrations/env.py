@@ -6,7 +6,7 @@ from sqlalchemy import create_engine
 from localbcc.store.schema import metadata
 
 config = context.config
-engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
+engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url") or "")
 
 with engine.begin() as connection:
     context.configure(connection=connection, target_metadata=metadata,
