@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -473,6 +474,22 @@ BUSY_TIMEOUT_MS = 10000
 WAL_SIZE_LIMIT = 64 << 20
 
 
+def _use_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (a no-op once it is). Processes opening a
+    new database file together all ask for the switch, which needs the file to
+    itself: SQLite refuses the losers at once, busy, without waiting for the
+    busy timeout (it would deadlock). They try again until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _setup_sqlite(engine: Engine, durability: str) -> None:
     synchronous = "FULL" if durability == "full" else "NORMAL"
 
@@ -480,10 +497,10 @@ def _setup_sqlite(engine: Engine, durability: str) -> None:
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _use_wal(cur)
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # WAL truncated to this on rewind
         cur.execute("PRAGMA wal_autocheckpoint=0")  # a thread of its own does it: _Checkpointer
         cur.close()
