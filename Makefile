@@ -3,16 +3,25 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The request path is compiled with mypyc when the machine can (setup.py,
+# docs/performance.md); it is compiled again when one of its sources changed.
+BUILT  := $(VENV)/.compiled
+COMPILED_SOURCES := $(patsubst %,src/%.py,$(subst .,/,$(shell \
+	sed -n 's/^    "\(localbcc\.[a-z_.]*\)",$$/\1/p' src/localbcc/compiled.py)))
 
 .PHONY: setup run test bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(BUILT)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(BUILT)
+
+$(BUILT): $(COMPILED_SOURCES) src/localbcc/compiled.py | $(STAMP)
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(BUILT)
 
 run: setup
 	$(BIN)/localbcc serve
@@ -26,4 +35,5 @@ bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .localbcc bench/out
+	rm -rf $(VENV) .localbcc bench/out build src/localbcc/compiled.json
+	find src -name '*.so' -delete

@@ -50,6 +50,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localbcc import compiled
 from localbcc.auth import format_timestamp, sign
 from localbcc.clock import Clock
 from localbcc.domain.keys import fingerprint_md5, parse_public_key
@@ -118,7 +119,8 @@ def machine() -> str:
             break
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
     return (f"{os.cpu_count()} cores ({model}), {mem_kb / 1024 / 1024:.1f} GiB RAM, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+            f"localbcc's request path: {compiled.STATE}")
 
 
 def busy_cpus() -> float:

@@ -4,6 +4,10 @@ set -euo pipefail
 need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+# A C compiler and Python's headers: setup.py compiles the request path with mypyc.
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+python3 -c 'import os, sysconfig; exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  || need+=(python3-dev)
 # PostgreSQL server binaries (initdb, pg_ctl): the tests start their own throw-away
 # server (tests/postgres/cluster.py); Debian keeps them in /usr/lib/postgresql/*/bin.
 pg_installed=yes

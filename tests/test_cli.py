@@ -18,7 +18,7 @@ from baidubce.auth.bce_credentials import BceCredentials
 from baidubce.bce_client_configuration import BceClientConfiguration
 from baidubce.services.bcc.bcc_client import BccClient
 
-from localbcc import __version__
+from localbcc import __version__, compiled
 from localbcc.cli import app
 
 from .server import ROOT, free_port, wait_healthy
@@ -99,10 +99,15 @@ def test_serve_help_at_80_columns_shows_every_variable_whole():
 
 
 def test_version():
-    assert run("--version").stdout.strip() == f"localbcc {__version__}"
+    """The version, and whether the request path runs compiled (localbcc/compiled.py)."""
+    differ = compiled.changed()  # what a process without LOCALBCC_PURE (clean_env) runs
+    state = ("pure Python" if differ is None else "compiled" if not differ
+             else "pure Python (sources changed since the build)")
+    expected = f"localbcc {__version__} ({state})"
+    assert run("--version").stdout.strip() == expected
     by_module = subprocess.run([sys.executable, "-m", "localbcc", "--version"], capture_output=True,
                                text=True, timeout=60, env=clean_env(), cwd=ROOT)
-    assert by_module.returncode == 0 and by_module.stdout.strip() == f"localbcc {__version__}"
+    assert by_module.returncode == 0 and by_module.stdout.strip() == expected
 
 
 # -- a server started by hand ------------------------------------------------------------------------

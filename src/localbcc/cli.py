@@ -30,7 +30,9 @@ DbUrl = typer.Option(None, "--database-url", envvar="LOCALBCC_DATABASE_URL",
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"localbcc {__version__}")
+        from . import compiled
+
+        typer.echo(f"localbcc {__version__} ({compiled.STATE})")  # compiled or pure Python
         raise typer.Exit()
 
 
