@@ -4,10 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The request path is compiled with mypyc when the machine can (setup.py,
-# docs/performance.md); it is compiled again when one of its sources changed.
+# docs/performance.md); it is compiled again when a source changed (compiled
+# code also carries the types of the modules it imports).
 BUILT  := $(VENV)/.compiled
-COMPILED_SOURCES := $(patsubst %,src/%.py,$(subst .,/,$(shell \
-	sed -n 's/^    "\(localbcc\.[a-z_.]*\)",$$/\1/p' src/localbcc/compiled.py)))
+SOURCES := $(shell find src/localbcc -name '*.py')
 
 .PHONY: setup run test bench clean
 
@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/localbcc --version
 	touch $(STAMP) $(BUILT)
 
-$(BUILT): $(COMPILED_SOURCES) src/localbcc/compiled.py | $(STAMP)
+$(BUILT): $(SOURCES) | $(STAMP)
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/localbcc --version
 	touch $(BUILT)
 
 run: setup

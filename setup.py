@@ -37,8 +37,26 @@ _INFO = _compiled_py()
 _RECORD = os.path.join("src", "localbcc", _INFO.RECORD)
 
 
-def _warn(why: str) -> None:
+def _record(content: dict) -> None:
+    """compiled.json, which tells each process whether the extensions it finds
+    are this build's, of these sources (src/localbcc/compiled.py)."""
+    with open(_RECORD, "w") as out:
+        json.dump(content, out, indent=1)
+
+
+def _pure(why: str) -> list:
     sys.stderr.write(f"localbcc: not compiled ({why}); installing pure Python.\n")
+    _record({"not compiled": why})
+    return []
+
+
+def _remove_earlier_build() -> None:
+    """An editable install builds beside the sources. Whatever this build
+    makes, extensions an earlier one left there must not be imported."""
+    src = Path("src")
+    for old in [*src.glob("localbcc__mypyc*" + _INFO.SUFFIX),
+                *(src / "localbcc").rglob("*" + _INFO.SUFFIX)]:
+        old.unlink()
 
 
 class OptionalBuildExt(build_ext):
@@ -50,24 +68,22 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # noqa: BLE001 - compilers fail in many ways
             if MODE == "required":
                 raise
-            for built in [*self.get_outputs(), _RECORD]:  # all or none: one shared library
+            for built in self.get_outputs():  # all or none: they share one library
                 if os.path.exists(built):
                     os.remove(built)
-            _warn(f"the C build failed: {exc}")
+            _pure(f"the C build failed: {str(exc)[:200]}")
 
 
 def extensions() -> list:
-    if os.path.exists(_RECORD):
-        os.remove(_RECORD)  # no record, no use of extensions an earlier build left
+    _remove_earlier_build()
     if MODE == "0":
-        return []
+        return _pure("LOCALBCC_COMPILE=0")
     try:
         from mypyc.build import mypycify
     except ImportError:
         if MODE == "required":
             raise
-        _warn("mypyc is not available")
-        return []
+        return _pure("mypyc is not available")
     paths = [os.path.join("src", *m.split(".")) + ".py" for m in _INFO.MODULES]
     try:
         # Third-party packages are not looked at (their types count as Any), so the
@@ -77,11 +93,12 @@ def extensions() -> list:
     except (Exception, SystemExit) as exc:  # mypy's errors end in SystemExit
         if MODE == "required":
             raise
-        _warn(f"mypyc failed: {exc}")
-        return []
-    # What was compiled, so that an edited source is seen at import (compiled.py).
-    with open(_RECORD, "w") as out:
-        json.dump(_INFO.digests(Path("src", "localbcc").resolve()), out, indent=1)
+        return _pure(f"mypy or mypyc failed ({str(exc)[:200]}); "
+                     f"LOCALBCC_COMPILE=required shows why")
+    # Compiled code carries the types of every module it imports, so every
+    # source of the package is recorded, not only the compiled ones.
+    _record({"modules": list(_INFO.MODULES),
+             "sources": _INFO.digests(Path("src", "localbcc").resolve())})
     return built
 
 

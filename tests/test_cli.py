@@ -100,9 +100,7 @@ def test_serve_help_at_80_columns_shows_every_variable_whole():
 
 def test_version():
     """The version, and whether the request path runs compiled (localbcc/compiled.py)."""
-    differ = compiled.changed()  # what a process without LOCALBCC_PURE (clean_env) runs
-    state = ("pure Python" if differ is None else "compiled" if not differ
-             else "pure Python (sources changed since the build)")
+    state, _ = compiled.assess()  # what a process without LOCALBCC_PURE (clean_env) runs
     expected = f"localbcc {__version__} ({state})"
     assert run("--version").stdout.strip() == expected
     by_module = subprocess.run([sys.executable, "-m", "localbcc", "--version"], capture_output=True,

@@ -4,13 +4,14 @@ The modules every API request runs through (MODULES) are compiled to C
 extensions by setup.py when the build can (docs/performance.md): the same
 source, type-checked by mypy, run without the interpreter's per-instruction
 overhead. Python imports an extension in preference to the ``.py`` beside it,
-so that an edited source is never silently shadowed by an older build, the
-build records a digest of each source it compiled (``compiled.json``), and
-:func:`install` (run by the package's ``__init__``) compares them at import
-time. If any source changed, or an extension has no record, or
-``LOCALBCC_PURE=1`` is set, every one of these modules is imported from its
-source instead: all or none, since compiled modules call each other directly,
-inside one shared library.
+so that an edited source is never silently run as an older build, the build
+records a digest of every source of the package (``compiled.json``; compiled
+code also carries the types of the modules it imports), and :func:`install`
+(run by the package's ``__init__``) compares them at import time. If any
+source changed, or the extensions present are not the ones the record names,
+or ``LOCALBCC_PURE=1`` is set, every module is imported from its source
+instead: all or none, since compiled modules call each other directly, inside
+one shared library.
 
 Standard library only: setup.py runs this file before anything is installed.
 """
@@ -40,69 +41,80 @@ MODULES = (
     "localbcc.store.repo",
 )
 
-RECORD = "compiled.json"  # {module: sha256 of the source compiled}, written by setup.py
+#: Written by setup.py: {"modules": [...], "sources": {path: sha256}} for a
+#: compiled build, {"not compiled": why} for a pure-Python one.
+RECORD = "compiled.json"
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]  # e.g. .cpython-311-x86_64-linux-gnu.so
 _PACKAGE = Path(__file__).resolve().parent
 
 #: What this process runs: "compiled", or "pure Python" and why.
 STATE = "pure Python"
 
 
-def source(module: str, package_dir: Path = _PACKAGE) -> Path:
-    return package_dir.joinpath(*module.split(".")[1:]).with_suffix(".py")
-
-
-def extension(module: str, package_dir: Path = _PACKAGE) -> Path:
-    src = source(module, package_dir)
-    return src.with_name(src.stem + importlib.machinery.EXTENSION_SUFFIXES[0])
-
-
 def digests(package_dir: Path = _PACKAGE) -> dict[str, str]:
-    """The sha256 of each compiled module's source, as it is now."""
-    return {m: hashlib.sha256(source(m, package_dir).read_bytes()).hexdigest() for m in MODULES}
+    """The sha256 of every source of the package, by path within it."""
+    return {p.relative_to(package_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(package_dir.rglob("*.py"))}
 
 
-def changed(package_dir: Path = _PACKAGE) -> list[str] | None:
-    """Compiled modules whose source is not the one compiled; None when there
-    is no build at all (pure Python); every module when an extension lacks a
-    record of its source."""
-    if not any(extension(m, package_dir).exists() for m in MODULES):
-        return None
+def extensions(package_dir: Path = _PACKAGE) -> set[str]:
+    """The modules present as compiled extensions (as paths without suffix)."""
+    return {p.relative_to(package_dir).as_posix().removesuffix(SUFFIX)
+            for p in package_dir.rglob("*" + SUFFIX)}
+
+
+def assess(package_dir: Path = _PACKAGE) -> tuple[str, list[str]]:
+    """What to run ("compiled", or "pure Python" and why) and the sources that
+    differ from the ones compiled."""
     try:
-        built = json.loads((package_dir / RECORD).read_text())
+        record = json.loads((package_dir / RECORD).read_text())
     except (OSError, ValueError):
-        return list(MODULES)
-    now = digests(package_dir)
-    return [m for m in MODULES if built.get(m) != now[m] or not extension(m, package_dir).exists()]
+        record = {}
+    built = extensions(package_dir)
+    if not built:
+        why = record.get("not compiled")
+        return (f"pure Python (not compiled: {why})" if why else "pure Python"), []
+    named = {m.split(".", 1)[1].replace(".", "/") for m in record.get("modules", [])}
+    if built != named:
+        return "pure Python (the compiled files are not those of the last build)", []
+    now, then = digests(package_dir), record.get("sources", {})
+    changed = [path for path in sorted(set(now) | set(then)) if now.get(path) != then.get(path)]
+    if changed:
+        return "pure Python (sources changed since the build)", changed
+    return "compiled", []
 
 
 class _Sources:
-    """A meta path finder (no importlib.abc base: it costs 30 ms of start-up)
-    that imports the compiled modules from their ``.py`` sources."""
+    """A meta path finder that imports the package's modules from their ``.py``
+    files, whatever extensions lie beside them. (No importlib.abc base class:
+    importing it costs 30 ms of start-up.)"""
 
     def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
-        if fullname not in MODULES:
+        if not fullname.startswith("localbcc."):
+            return None
+        source = _PACKAGE.joinpath(*fullname.split(".")[1:]).with_suffix(".py")
+        if not source.is_file():  # a package (its __init__.py is never compiled)
             return None
         import importlib.util
 
-        return importlib.util.spec_from_file_location(fullname, source(fullname))
+        return importlib.util.spec_from_file_location(fullname, source)
 
 
 def install() -> None:
     """Decide, once per process, whether the compiled modules are used."""
     global STATE
-    differ = changed()
-    if differ is None:
-        return  # a pure-Python build (no compiler, or LOCALBCC_COMPILE=0)
-    if os.environ.get("LOCALBCC_PURE", "") not in ("", "0"):
+    STATE, changed = assess()
+    if STATE == "compiled":
+        if os.environ.get("LOCALBCC_PURE", "") in ("", "0"):
+            return
         STATE = "pure Python (LOCALBCC_PURE is set)"
-    elif differ:
-        STATE = "pure Python (sources changed since the build)"
-        sys.stderr.write(
-            f"localbcc: {source(differ[0]).relative_to(_PACKAGE.parent)} is not the source that "
-            f"was compiled; running every compiled module from its source. `make setup` (or "
-            f"`pip install -e .`) compiles them again.\n")
+    elif not extensions():
+        return  # a pure-Python build: nothing can shadow a source
     else:
-        STATE = "compiled"
-        return
+        what = (f"localbcc/{changed[0]} changed" + (f" (and {len(changed) - 1} more)" if len(changed) > 1
+                                            else "") if changed
+                else "the compiled files are not those of the last build")
+        sys.stderr.write(f"localbcc: {what}; running every module from its source until "
+                         f"the next build (`make setup`, or `pip install -e .`).\n")
     if not any(isinstance(f, _Sources) for f in sys.meta_path):
         sys.meta_path.insert(0, _Sources())

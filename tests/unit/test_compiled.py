@@ -1,5 +1,5 @@
-"""The compiled request path (localbcc/compiled.py, setup.py): an edited
-source is never shadowed by an older build, and LOCALBCC_PURE turns it off."""
+"""The compiled request path (localbcc/compiled.py, setup.py): a build is used
+only for the sources it was made from, and LOCALBCC_PURE turns it off."""
 from __future__ import annotations
 
 import json
@@ -15,67 +15,85 @@ import localbcc
 from localbcc import compiled
 
 PACKAGE = Path(localbcc.__file__).parent
+CHANGED = "pure Python (sources changed since the build)"
+
+
+def _extension(root: Path, module: str) -> Path:
+    return root.joinpath(*module.split(".")[1:]).with_suffix(compiled.SUFFIX)
 
 
 @pytest.fixture
 def package(tmp_path: Path) -> Path:
-    """A copy of the compiled modules' sources, with stand-in extensions and
-    the record a build writes."""
+    """A copy of the package's sources, with stand-in extensions and the
+    record a compiled build writes."""
     root = tmp_path / "localbcc"
+    shutil.copytree(PACKAGE, root, ignore=shutil.ignore_patterns("*.so", "__pycache__", "*.json"))
     for module in compiled.MODULES:
-        src = compiled.source(module, root)
-        src.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(compiled.source(module), src)
-        compiled.extension(module, root).write_bytes(b"")
-    (root / compiled.RECORD).write_text(json.dumps(compiled.digests(root)))
+        _extension(root, module).write_bytes(b"")
+    (root / compiled.RECORD).write_text(json.dumps(
+        {"modules": list(compiled.MODULES), "sources": compiled.digests(root)}))
     return root
 
 
-def test_a_build_of_the_sources_is_used(package):
-    assert compiled.changed(package) == []
+def test_a_build_of_these_sources_is_used(package):
+    assert compiled.assess(package) == ("compiled", [])
 
 
-def test_an_edited_source_is_not_shadowed_by_its_older_build(package):
-    edited = compiled.source("localbcc.api.routes", package)
+def test_an_edited_compiled_module_is_not_run_from_its_older_build(package):
+    edited = package / "api" / "routes.py"
     edited.write_text(edited.read_text() + "\n# edited\n")
-    assert compiled.changed(package) == ["localbcc.api.routes"]
+    assert compiled.assess(package) == (CHANGED, ["api/routes.py"])
+
+
+def test_an_edited_module_that_compiled_code_imports_counts_too(package):
+    """Compiled code carries the types of what it imports (e.g. timefmt.iso's)."""
+    edited = package / "domain" / "timefmt.py"
+    edited.write_text(edited.read_text() + "\n# edited\n")
+    assert compiled.assess(package) == (CHANGED, ["domain/timefmt.py"])
 
 
 def test_the_same_bytes_again_are_not_a_change(package):
-    same = compiled.source("localbcc.auth", package)
+    same = package / "auth.py"
     os.utime(same, (same.stat().st_atime, same.stat().st_mtime + 3600))  # e.g. a checkout
-    assert compiled.changed(package) == []
+    assert compiled.assess(package) == ("compiled", [])
 
 
 def test_extensions_without_a_record_are_not_used(package):
     (package / compiled.RECORD).unlink()
-    assert compiled.changed(package) == list(compiled.MODULES)
+    assert compiled.assess(package)[0].startswith("pure Python (the compiled files")
 
 
-def test_a_missing_extension_counts_as_a_change(package):
-    compiled.extension("localbcc.store.repo", package).unlink()
-    assert compiled.changed(package) == ["localbcc.store.repo"]
+def test_an_extension_the_build_did_not_make_is_not_used(package):
+    """E.g. left by a build whose MODULES named one more module."""
+    _extension(package, "localbcc.domain.keypairs").write_bytes(b"")
+    assert compiled.assess(package)[0].startswith("pure Python (the compiled files")
 
 
-def test_no_extensions_is_a_pure_python_build(package):
+def test_a_missing_extension_is_not_a_build(package):
+    _extension(package, "localbcc.store.repo").unlink()
+    assert compiled.assess(package)[0].startswith("pure Python (the compiled files")
+
+
+def test_a_pure_python_build_says_why(package):
     for module in compiled.MODULES:
-        compiled.extension(module, package).unlink()
-    assert compiled.changed(package) is None
+        _extension(package, module).unlink()
+    (package / compiled.RECORD).write_text(json.dumps({"not compiled": "LOCALBCC_COMPILE=0"}))
+    assert compiled.assess(package) == ("pure Python (not compiled: LOCALBCC_COMPILE=0)", [])
 
 
 def _loaded_from(env: dict[str, str]) -> dict[str, str]:
-    code = ("import json, localbcc.api.app, localbcc.store.repo, localbcc.compiled as c; "
+    code = ("import json, localbcc.api.app, localbcc.store.db, localbcc.compiled as c; "
             "print(json.dumps({'app': localbcc.api.app.__file__, "
-            "'repo': localbcc.store.repo.__file__, 'state': c.STATE}))")
+            "'db': localbcc.store.db.__file__, 'state': c.STATE}))")
     out = subprocess.run([sys.executable, "-c", code], env=os.environ | env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out)
 
 
-def test_localbcc_pure_imports_every_compiled_module_from_its_source():
+def test_localbcc_pure_imports_every_module_from_its_source():
     loaded = _loaded_from({"LOCALBCC_PURE": "1"})
-    assert loaded["app"].endswith("app.py") and loaded["repo"].endswith("repo.py")
-    if compiled.changed() is not None:  # a compiled build: say why it is not used
+    assert loaded["app"].endswith("app.py") and loaded["db"].endswith("db.py")
+    if compiled.assess()[0] == "compiled":  # a compiled build: say why it is not used
         assert loaded["state"] == "pure Python (LOCALBCC_PURE is set)"
 
 
@@ -85,6 +103,4 @@ def test_a_required_build_runs_compiled():
     """CI builds with LOCALBCC_COMPILE=required: the suite runs on the compiled path."""
     assert compiled.STATE == "compiled"
     loaded = _loaded_from({"LOCALBCC_PURE": ""})
-    assert loaded["state"] == "compiled"
-    suffix = compiled.extension("localbcc.api.app").name.removeprefix("app")
-    assert loaded["app"].endswith(suffix) and loaded["repo"].endswith(suffix)
+    assert loaded["state"] == "compiled" and loaded["app"].endswith(compiled.SUFFIX)
