@@ -37,5 +37,5 @@ bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .localbcc bench/out build src/localbcc/compiled.json
+	rm -rf $(VENV) .localbcc bench/out build .mypy_cache src/localbcc/compiled.json
 	find src -name '*.so' -delete
