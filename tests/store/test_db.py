@@ -1,12 +1,13 @@
 """store/db.py in-process: URL handling, storage failures as 503, start-up errors."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
 
 from localbcc.errors import BceError, ErrorCode
-from localbcc.store.db import DatabaseUnreachable, Store, normalize_url
+from localbcc.store.db import DatabaseUnreachable, Store, _use_wal, normalize_url
 from localbcc.store.repo import advisory_key
 
 
@@ -127,3 +128,33 @@ def test_credentials_replacing_a_stored_secret_say_so(tmp_path, caplog):
         assert "first-secret" not in caplog.text and "second-secret" not in caplog.text
     finally:
         store.dispose()
+
+
+class _Refusing:
+    """A cursor that refuses ``PRAGMA journal_mode=WAL`` the first ``times``
+    times with ``code``, as SQLite refuses one of two processes switching a
+    new database file at once (busy, without calling the busy handler)."""
+
+    def __init__(self, times: int, code: int):
+        self.times, self.code, self.calls = times, code, 0
+
+    def execute(self, sql: str) -> None:
+        assert sql == "PRAGMA journal_mode=WAL"
+        self.calls += 1
+        if self.calls <= self.times:
+            exc = sqlite3.OperationalError("database is locked")
+            exc.sqlite_errorcode = self.code
+            raise exc
+
+
+def test_the_switch_to_wal_is_tried_again_while_another_process_holds_the_file():
+    cur = _Refusing(times=3, code=sqlite3.SQLITE_BUSY)
+    _use_wal(cur)
+    assert cur.calls == 4
+
+
+def test_the_switch_to_wal_does_not_retry_other_errors():
+    cur = _Refusing(times=1, code=sqlite3.SQLITE_READONLY)
+    with pytest.raises(sqlite3.OperationalError):
+        _use_wal(cur)
+    assert cur.calls == 1
