@@ -200,12 +200,15 @@ class InstanceService:
             self._keypair(tx, account, keypair_id)
             now = self.clock.now()
             found = self._bindable(tx, account, ids, now, attaching=keypair_id)
-            running: Ids = []
-            stopped: Ids = []
+            running: list[Binding] = []
+            stopped: list[Binding] = []
             for iid in ids:
-                (running if lifecycle.status(found[iid], now) == RUNNING else stopped).append(iid)
+                inst = found[iid]
+                (running if lifecycle.status(inst, now) == RUNNING else stopped).append(inst)
             if running:  # restarted; the key comes in force once the restart is over
-                tx.bind(running, keypair_id, self._transition(tx, running, RUNNING, "restart", now))
+                restarting = [inst.id for inst in running]
+                tx.bind(running, keypair_id,
+                        self._transition(tx, restarting, RUNNING, "restart", now))
             tx.bind(stopped, keypair_id, None)  # in force at the next start
         return {"failedInstanceIdList": []}
 
@@ -214,7 +217,7 @@ class InstanceService:
         with self.store.write() as tx:
             self._keypair(tx, account, keypair_id)
             found = self._bindable(tx, account, ids, self.clock.now())
-            tx.bind([i for i in ids if found[i].keypair_id == keypair_id], None, None)
+            tx.bind([found[i] for i in ids if found[i].keypair_id == keypair_id], None, None)
         return {"failedInstanceIdList": []}
 
     def _bindable(self, tx: Tx, account: str, ids: Ids, now: float,

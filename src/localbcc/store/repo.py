@@ -60,12 +60,19 @@ _SSH_SIGNATURE = Prepared(select(func.count(), func.max(instances.c.seq),
                                  func.sum(instances.c.transition_until)))
 
 
-def _id_params(n: int) -> list:
-    return [bindparam(f"id{i}") for i in range(n)]
+@lru_cache(maxsize=256)
+def _list_names(n: int) -> tuple[str, ...]:
+    """Bind parameter names for an IN list of ``n`` values (built once per ``n``:
+    one attach may name 100 instances)."""
+    return tuple(f"v{i}" for i in range(n))
 
 
-def _id_values(ids: list[str]) -> dict[str, str]:
-    return {f"id{i}": value for i, value in enumerate(ids)}
+def _list_params(n: int) -> list:
+    return [bindparam(name) for name in _list_names(n)]
+
+
+def _list_values(values: list) -> dict[str, Any]:
+    return dict(zip(_list_names(len(values)), values))
 
 
 # Instances by id are looked up by id alone and their account checked on the
@@ -77,17 +84,21 @@ def _instances_query(n: int, for_update: bool) -> Prepared:
     """Instances by ``n`` ids, with the bound pair's name last."""
     stmt = (select(*_INST_COLS, keypairs.c.name)
             .select_from(instances.outerjoin(keypairs, instances.c.keypair_id == keypairs.c.id))
-            .where(instances.c.id.in_(_id_params(n)))
+            .where(instances.c.id.in_(_list_params(n)))
             .order_by(instances.c.seq))
     return Prepared(stmt.with_for_update(of=instances) if for_update else stmt)
 
 
 @lru_cache(maxsize=256)
-def _bindings_query(n: int) -> Prepared:
+def _bindings_query(n: int, locking: bool) -> Prepared:
+    """PostgreSQL (``locking``) locks the rows in seq order, the lock order;
+    SQLite holds the database's write lock already, and the rows' order would
+    only cost it a sort of up to 1000 rows."""
     c = instances.c
-    return Prepared(select(c.id, c.seq, c.account, c.image_id, c.state, c.transition,
-                           c.transition_until, c.keypair_id)
-                    .where(c.id.in_(_id_params(n))).order_by(c.seq).with_for_update())
+    stmt = (select(c.id, c.seq, c.account, c.image_id, c.state, c.transition,
+                   c.transition_until, c.keypair_id)
+            .where(c.id.in_(_list_params(n))))
+    return Prepared(stmt.order_by(c.seq).with_for_update() if locking else stmt)
 
 
 @lru_cache(maxsize=256)
@@ -95,7 +106,9 @@ def _bind_query(n: int, in_force: bool) -> Prepared:
     values: dict[str, Any] = {"keypair_id": bindparam("kp"), "key_in_force_at": bindparam("at")}
     if in_force:  # the first key in force ends password logins
         values["first_key_at"] = func.coalesce(instances.c.first_key_at, bindparam("at"))
-    return Prepared(update(instances).where(instances.c.id.in_(_id_params(n))).values(**values))
+    # By seq, the primary key: the rows were just read (Tx.get_bindings), and a
+    # rowid lookup skips the probe of the id index for every instance.
+    return Prepared(update(instances).where(instances.c.seq.in_(_list_params(n))).values(**values))
 
 
 def _lookup_ids(ids: list[str]) -> list[str]:
@@ -245,7 +258,7 @@ class Tx:
         ids = _lookup_ids(ids)
         if not ids:
             return {}
-        rows = _instances_query(len(ids), for_update).execute(self.conn, _id_values(ids),
+        rows = _instances_query(len(ids), for_update).execute(self.conn, _list_values(ids),
                                                             self.driver).fetchall()
         found = {}
         for *columns, keypair_name in rows:
@@ -260,7 +273,8 @@ class Tx:
         ids = _lookup_ids(ids)
         if not ids:
             return {}
-        rows = _bindings_query(len(ids)).execute(self.conn, _id_values(ids), self.driver).fetchall()
+        query = _bindings_query(len(ids), not self.is_sqlite)
+        rows = query.execute(self.conn, _list_values(ids), self.driver).fetchall()
         return {row[0]: Binding._make(row) for row in rows if row[2] == account}
 
     def _instances(self, stmt) -> list[Instance]:
@@ -288,11 +302,13 @@ class Tx:
         if ids:
             self.conn.execute(update(instances).where(instances.c.id.in_(ids)).values(**values))
 
-    def bind(self, ids: list[str], keypair_id: str | None, in_force_at: float | None) -> None:
-        """Bind (or with None, unbind) instances; the first key in force ends password logins."""
-        if ids:
-            _bind_query(len(ids), in_force_at is not None).execute(
-                self.conn, _id_values(ids) | {"kp": keypair_id, "at": in_force_at}, self.driver)
+    def bind(self, found: list[Binding], keypair_id: str | None,
+             in_force_at: float | None) -> None:
+        """Bind (or with None, unbind) instances read by :meth:`get_bindings` in
+        this transaction; the first key in force ends password logins."""
+        if found:
+            values = _list_values([b.seq for b in found]) | {"kp": keypair_id, "at": in_force_at}
+            _bind_query(len(found), in_force_at is not None).execute(self.conn, values, self.driver)
 
     def delete_instance(self, inst: Instance) -> None:
         self.conn.execute(delete(instances).where(instances.c.id == inst.id))
