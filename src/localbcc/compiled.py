@@ -47,6 +47,8 @@ RECORD = "compiled.json"
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]  # e.g. .cpython-311-x86_64-linux-gnu.so
 _PACKAGE = Path(__file__).resolve().parent
 
+_STRAY = "the compiled files are not those of the last build"
+
 #: What this process runs: "compiled", or "pure Python" and why.
 STATE = "pure Python"
 
@@ -63,20 +65,22 @@ def extensions(package_dir: Path = _PACKAGE) -> set[str]:
             for p in package_dir.rglob("*" + SUFFIX)}
 
 
-def assess(package_dir: Path = _PACKAGE) -> tuple[str, list[str]]:
+def assess(package_dir: Path = _PACKAGE,
+           built: set[str] | None = None) -> tuple[str, list[str]]:
     """What to run ("compiled", or "pure Python" and why) and the sources that
-    differ from the ones compiled."""
+    differ from the ones compiled; ``built`` is :func:`extensions`, if known."""
     try:
         record = json.loads((package_dir / RECORD).read_text())
     except (OSError, ValueError):
         record = {}
-    built = extensions(package_dir)
+    if built is None:
+        built = extensions(package_dir)
     if not built:
         why = record.get("not compiled")
         return (f"pure Python (not compiled: {why})" if why else "pure Python"), []
     named = {m.split(".", 1)[1].replace(".", "/") for m in record.get("modules", [])}
     if built != named:
-        return "pure Python (the compiled files are not those of the last build)", []
+        return f"pure Python ({_STRAY})", []
     now, then = digests(package_dir), record.get("sources", {})
     changed = [path for path in sorted(set(now) | set(then)) if now.get(path) != then.get(path)]
     if changed:
@@ -103,17 +107,19 @@ class _Sources:
 def install() -> None:
     """Decide, once per process, whether the compiled modules are used."""
     global STATE
-    STATE, changed = assess()
+    built = extensions()
+    STATE, changed = assess(built=built)
     if STATE == "compiled":
         if os.environ.get("LOCALBCC_PURE", "") in ("", "0"):
             return
         STATE = "pure Python (LOCALBCC_PURE is set)"
-    elif not extensions():
+    elif not built:
         return  # a pure-Python build: nothing can shadow a source
     else:
-        what = (f"localbcc/{changed[0]} changed" + (f" (and {len(changed) - 1} more)" if len(changed) > 1
-                                            else "") if changed
-                else "the compiled files are not those of the last build")
+        what = _STRAY
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            what = f"localbcc/{changed[0]} changed{more}"
         sys.stderr.write(f"localbcc: {what}; running every module from its source until "
                          f"the next build (`make setup`, or `pip install -e .`).\n")
     if not any(isinstance(f, _Sources) for f in sys.meta_path):

@@ -105,10 +105,10 @@ async def rebuild_instance(ctx: Context, req: Request) -> Answer:
 
 async def release_instance(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.instances.release, req.account, req.item_id)
+    return None
 
 
 # -- images (§5.1) ---------------------------------------------------------------------------
-    return None
 
 async def list_images(ctx: Context, req: Request) -> Answer:
     max_keys = validation.max_keys(req.param("maxKeys"))

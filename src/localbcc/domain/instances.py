@@ -14,6 +14,7 @@ from .models import Binding, Instance
 from .paging import page
 from .passwords import decrypt_admin_pass, hash_password
 from .timefmt import iso
+from ..ssh.hostkeys import new_host_key
 
 #: Instance ids. (InstanceService has a method named ``list``, which the name
 #: would mean inside the class.)
@@ -24,7 +25,6 @@ class SshFields(Protocol):
     """The SSH fields of the instance object (localbcc.ssh.view.SshView)."""
 
     def wire(self, inst: Instance, now: float) -> dict[str, Any]: ...
-from ..ssh.hostkeys import new_host_key
 
 
 class InstanceService:
