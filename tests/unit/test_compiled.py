@@ -81,6 +81,21 @@ def test_a_pure_python_build_says_why(package):
     assert compiled.assess(package) == ("pure Python (not compiled: LOCALBCC_COMPILE=0)", [])
 
 
+def test_an_edited_build_runs_every_module_from_its_source_and_says_so(package):
+    """The stand-in extensions are empty files: importing one would fail."""
+    for edited in (package / "api" / "routes.py", package / "domain" / "timefmt.py"):
+        edited.write_text(edited.read_text() + "\n# edited\n")
+    code = ("import localbcc.api.routes as r, localbcc.compiled as c; "
+            "print(r.__file__); print(c.STATE)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=package.parent, capture_output=True,
+                         text=True, env=os.environ | {"PYTHONPATH": str(package.parent),
+                                                      "LOCALBCC_PURE": ""})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [str(package / "api" / "routes.py"), CHANGED]
+    assert ("localbcc: localbcc/api/routes.py changed (and 1 more); running every module "
+            "from its source") in run.stderr
+
+
 def _loaded_from(env: dict[str, str]) -> dict[str, str]:
     code = ("import json, localbcc.api.app, localbcc.store.db, localbcc.compiled as c; "
             "print(json.dumps({'app': localbcc.api.app.__file__, "
