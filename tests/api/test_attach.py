@@ -170,6 +170,9 @@ def test_ids_no_instance_can_have_are_simply_unknown(c, action):
     [run] = running(c)
     for odd in ["i-\x00bad0000", "\x00", "i-" + "x" * 500, "\u00e9\u4e2d"]:
         expect_error(404, "Keypair.InstanceNotExist", getattr(c, action), kp, [run, odd])
+    # with no id worth looking up, the pair is still checked first
+    expect_error(404, "Keypair.InstanceNotExist", getattr(c, action), kp, ["\x00"])
+    expect_error(404, "Keypair.KeypairNotExist", getattr(c, action), "k-NoSuch00", ["\x00"])
     assert keypair_count(c, kp) == 0
 
 

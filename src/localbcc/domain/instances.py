@@ -197,9 +197,8 @@ class InstanceService:
     def attach(self, account: str, keypair_id: str, body: Any) -> dict:
         ids = validation.instance_ids(validation.body_object(body))
         with self.store.write() as tx:
-            self._keypair(tx, account, keypair_id)
             now = self.clock.now()
-            found = self._bindable(tx, account, ids, now, attaching=keypair_id)
+            found = self._bindable(tx, account, keypair_id, ids, now, attaching=True)
             running: list[Binding] = []
             stopped: list[Binding] = []
             for iid in ids:
@@ -215,16 +214,18 @@ class InstanceService:
     def detach(self, account: str, keypair_id: str, body: Any) -> dict:
         ids = validation.instance_ids(validation.body_object(body))
         with self.store.write() as tx:
-            self._keypair(tx, account, keypair_id)
-            found = self._bindable(tx, account, ids, self.clock.now())
+            found = self._bindable(tx, account, keypair_id, ids, self.clock.now())
             tx.bind([found[i] for i in ids if found[i].keypair_id == keypair_id], None, None)
         return {"failedInstanceIdList": []}
 
-    def _bindable(self, tx: Tx, account: str, ids: Ids, now: float,
-                  attaching: str | None = None) -> dict[str, Binding]:
-        """Checks 2a–2c of §4.6 (and 2d when ``attaching`` names the pair): every
+    def _bindable(self, tx: Tx, account: str, keypair_id: str, ids: Ids, now: float,
+                  attaching: bool = False) -> dict[str, Binding]:
+        """The account's key pair must exist (it stays locked, repo.Tx's lock
+        order); then checks 2a–2c of §4.6 (and 2d when ``attaching``): every
         check on one instance before the next instance, in the order given."""
-        found = tx.get_bindings(account, ids)
+        found = tx.lock_keypair_and_bindings(account, keypair_id, ids)
+        if found is None:
+            raise BceError(ErrorCode.KeypairNotExist)
         for iid in ids:
             inst = found.get(iid)
             if inst is None:
@@ -233,7 +234,7 @@ class InstanceService:
                 raise BceError(ErrorCode.UnsupportOsType)
             if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
                 raise BceError(ErrorCode.KeypairInstanceStatusForbidden)
-            if attaching is not None and inst.keypair_id == attaching:
+            if attaching and inst.keypair_id == keypair_id:
                 raise BceError(ErrorCode.AttachAttachedKeypair,
                                f"Can not attach to an attached keypair: {iid}.")
         return found

@@ -89,16 +89,31 @@ def _instances_query(n: int, for_update: bool) -> Prepared:
     return Prepared(stmt.with_for_update(of=instances) if for_update else stmt)
 
 
+#: What attach and detach check, in models.Binding's order.
+_BINDING_COLS = (instances.c.id, instances.c.seq, instances.c.account, instances.c.image_id,
+                 instances.c.state, instances.c.transition, instances.c.transition_until,
+                 instances.c.keypair_id)
+
+
 @lru_cache(maxsize=256)
 def _bindings_query(n: int, locking: bool) -> Prepared:
     """PostgreSQL (``locking``) locks the rows in seq order, the lock order;
     SQLite holds the database's write lock already, and the rows' order would
     only cost it a sort of up to 1000 rows."""
     c = instances.c
-    stmt = (select(c.id, c.seq, c.account, c.image_id, c.state, c.transition,
-                   c.transition_until, c.keypair_id)
-            .where(c.id.in_(_list_params(n))))
+    stmt = select(*_BINDING_COLS).where(c.id.in_(_list_params(n)))
     return Prepared(stmt.order_by(c.seq).with_for_update() if locking else stmt)
+
+
+@lru_cache(maxsize=256)
+def _keypair_bindings_query(n: int) -> Prepared:
+    """SQLite: the key pair check and the bindings read in one statement. No
+    row: the account has no such key pair; else a row per instance found, or
+    one row of NULLs if none is."""
+    join = keypairs.outerjoin(instances, instances.c.id.in_(_list_params(n)))
+    return Prepared(select(*_BINDING_COLS).select_from(join)
+                    .where(keypairs.c.id == bindparam("kp"),
+                           keypairs.c.account == bindparam("account")))
 
 
 @lru_cache(maxsize=256)
@@ -275,6 +290,20 @@ class Tx:
             return {}
         query = _bindings_query(len(ids), not self.is_sqlite)
         rows = query.execute(self.conn, _list_values(ids), self.driver).fetchall()
+        return {row[0]: Binding._make(row) for row in rows if row[2] == account}
+
+    def lock_keypair_and_bindings(self, account: str, keypair_id: str,
+                                  ids: list[str]) -> dict[str, Binding] | None:
+        """:meth:`lock_keypair`, then :meth:`get_bindings` (the lock order);
+        None if the account has no such key pair. SQLite, which holds the
+        write lock already, answers both in one statement."""
+        ids = _lookup_ids(ids)
+        if not self.is_sqlite or not ids:
+            return self.get_bindings(account, ids) if self.lock_keypair(account, keypair_id) else None
+        values = _list_values(ids) | {"kp": keypair_id, "account": account}
+        rows = _keypair_bindings_query(len(ids)).execute(self.conn, values, self.driver).fetchall()
+        if not rows:
+            return None
         return {row[0]: Binding._make(row) for row in rows if row[2] == account}
 
     def _instances(self, stmt) -> list[Instance]:
