@@ -125,8 +125,7 @@ class Store:
     def write(self) -> contextlib.AbstractContextManager[Tx]:
         return self._tx(write=True)
 
-    @contextlib.contextmanager
-    def _tx(self, write: bool) -> Iterator[Tx]:
+    def _tx(self, write: bool) -> contextlib.AbstractContextManager[Tx]:
         """One transaction. SQLite, on a thread running an event loop (the
         server's): group commit. The first write of a loop turn opens a batch,
         one ``BEGIN IMMEDIATE`` transaction; every transaction of the thread
@@ -135,15 +134,15 @@ class Store:
         durable. ``Context.run`` answers only after that commit (:meth:`durable`)."""
         try:
             batch = self._batch_for(write)
-            if batch is not None:
-                batch.savepoint()
-                try:
-                    yield Tx(batch.conn, True, batch.driver)
-                except BaseException:
-                    batch.roll_back_savepoint()
-                    raise
-                batch.release_savepoint()
-                return
+        except DBAPIError as exc:
+            _raise_if_unavailable(exc)
+            raise
+        return batch if batch is not None else self._own_tx(write)
+
+    @contextlib.contextmanager
+    def _own_tx(self, write: bool) -> Iterator[Tx]:
+        """A transaction of its own, committed when the block ends."""
+        try:
             with self._connection() as conn:
                 conn.info[WRITE_FLAG] = write  # read by the SQLite begin hook
                 try:
@@ -156,10 +155,8 @@ class Store:
             if write and self._checkpoints is not None:
                 self._checkpoints.wrote()
         except DBAPIError as exc:
-            if not _is_unavailable(exc):
-                raise
-            log.warning("storage unavailable: %s", describe_error(exc))
-            raise BceError(ErrorCode.ServiceUnavailable) from None
+            _raise_if_unavailable(exc)
+            raise
         except PoolTimeout:
             log.warning("storage unavailable: no database connection free within the pool timeout")
             raise BceError(ErrorCode.ServiceUnavailable) from None
@@ -467,6 +464,14 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     return name in {"OperationalError", "InterfaceError", "AdminShutdown", "ConnectionTimeout"}
 
 
+def _raise_if_unavailable(exc: DBAPIError) -> None:
+    """ServiceUnavailable (logged) for a database that cannot be reached or
+    used right now; other errors (bugs, constraints) are the caller's to raise."""
+    if _is_unavailable(exc):
+        log.warning("storage unavailable: %s", describe_error(exc))
+        raise BceError(ErrorCode.ServiceUnavailable) from None
+
+
 #: Set in a connection's info right before a write transaction begins (the
 #: SQLite begin hook takes it out again and says BEGIN IMMEDIATE).
 WRITE_FLAG = "localbcc_write"
@@ -543,17 +548,33 @@ class _Batch:
                 raise WriteLockBusy() from None
             raise
 
-    def savepoint(self) -> None:
-        _SAVEPOINT.execute(self.conn, {}, self.driver)
+    # One transaction of the batch: ``with batch as tx`` (Store._tx), a
+    # class rather than a generator-based context manager, which costs more
+    # than the savepoint itself (docs/performance.md).
 
-    def release_savepoint(self) -> None:
+    def __enter__(self) -> Tx:
+        try:
+            _SAVEPOINT.execute(self.conn, {}, self.driver)
+        except DBAPIError as exc:
+            _raise_if_unavailable(exc)
+            raise
+        return Tx(self.conn, True, self.driver)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            self._roll_back_savepoint()
+            if isinstance(exc, DBAPIError):
+                _raise_if_unavailable(exc)
+            return  # the exception goes on
         try:
             _RELEASE.execute(self.conn, {}, self.driver)
-        except BaseException:  # its changes cannot be told apart from the batch's now
+        except BaseException as err:  # its changes cannot be told apart from the batch's now
             self.broken = True
+            if isinstance(err, DBAPIError):
+                _raise_if_unavailable(err)
             raise
 
-    def roll_back_savepoint(self) -> None:
+    def _roll_back_savepoint(self) -> None:
         try:
             _ROLLBACK_TO.execute(self.conn, {}, self.driver)
             _RELEASE.execute(self.conn, {}, self.driver)
