@@ -126,6 +126,12 @@ def _bind_query(n: int, in_force: bool) -> Prepared:
     return Prepared(update(instances).where(instances.c.seq.in_(_list_params(n))).values(**values))
 
 
+def _account_bindings(rows: list, account: str) -> dict[str, Binding]:
+    """Binding rows by instance id, the account's only (checked on the rows:
+    the queries look instances up by id alone)."""
+    return {row[0]: Binding._make(row) for row in rows if row[2] == account}
+
+
 def _lookup_ids(ids: list[str]) -> list[str]:
     """Distinct ids worth looking up. A string with a NUL names no row, and
     PostgreSQL refuses NUL in text parameters, so it is not sent at all."""
@@ -290,7 +296,7 @@ class Tx:
             return {}
         query = _bindings_query(len(ids), not self.is_sqlite)
         rows = query.execute(self.conn, _list_values(ids), self.driver).fetchall()
-        return {row[0]: Binding._make(row) for row in rows if row[2] == account}
+        return _account_bindings(rows, account)
 
     def lock_keypair_and_bindings(self, account: str, keypair_id: str,
                                   ids: list[str]) -> dict[str, Binding] | None:
@@ -302,9 +308,7 @@ class Tx:
             return self.get_bindings(account, ids) if self.lock_keypair(account, keypair_id) else None
         values = _list_values(ids) | {"kp": keypair_id, "account": account}
         rows = _keypair_bindings_query(len(ids)).execute(self.conn, values, self.driver).fetchall()
-        if not rows:
-            return None
-        return {row[0]: Binding._make(row) for row in rows if row[2] == account}
+        return _account_bindings(rows, account) if rows else None
 
     def _instances(self, stmt) -> list[Instance]:
         rows = self.conn.execute(stmt).all()
