@@ -142,7 +142,6 @@ class App:
         pairs = _query_pairs(scope["query_string"])
         req.query = dict(reversed(pairs))  # the first occurrence wins
         req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
-        req.secret_key = self.ctx.accounts.secret_of(req.account) or ""
         _check_version(req.path)
         handler, req.item_id, req.flag = resolve(req.method, req.path, req.query)
         scope["localbcc.handler"] = handler  # for metrics and the access log

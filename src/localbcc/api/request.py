@@ -16,7 +16,6 @@ class Request:
     query: dict[str, str]
     request_id: str
     account: str = ""
-    secret_key: str = ""
     item_id: str | None = None
     flag: str | None = None
     body: bytes = b""
