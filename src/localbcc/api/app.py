@@ -18,6 +18,7 @@ import orjson
 
 from ..errors import BceError, ErrorCode
 from .. import ssh
+from ..store.accounts import SecretNotCached
 from . import openapi
 from .accesslog import AccessLog
 from .context import Context
@@ -141,7 +142,11 @@ class App:
             raise BceError(ErrorCode.RequestEntityTooLarge)
         pairs = _query_pairs(scope["query_string"])
         req.query = dict(reversed(pairs))  # the first occurrence wins
-        req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
+        try:
+            req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
+        except SecretNotCached as miss:  # a network database: read off the event loop, then again
+            await self.ctx.run(self.ctx.accounts.load, miss.access_key)
+            req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
         _check_version(req.path)
         handler, req.item_id, req.flag = resolve(req.method, req.path, req.query)
         scope["localbcc.handler"] = handler  # for metrics and the access log

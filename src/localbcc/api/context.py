@@ -11,7 +11,7 @@ from ..clock import Clock
 from ..config import Settings
 from ..domain.instances import InstanceService
 from ..domain.keypairs import KeypairService
-from ..store.accounts import Accounts
+from ..store.accounts import Accounts, SecretNotCached
 from ..errors import BceError, ErrorCode
 from ..store.db import BUSY_TIMEOUT_MS, Store, WriteLockBusy
 from ..ssh.view import SshView
@@ -59,6 +59,14 @@ class Context:
                 pause = min(pause * 2, 0.02)
         return await asyncio.get_running_loop().run_in_executor(
             self._db, functools.partial(fn, *args, **kwargs))
+
+    async def secret_key(self, access_key: str) -> str | None:
+        """An account's secret key: from memory, else read from the database
+        (a network database: off the event loop, store/accounts.py)."""
+        try:
+            return self.accounts.secret_of(access_key)
+        except SecretNotCached:
+            return await self.run(self.accounts.load, access_key)
 
     async def open_endpoints(self, instance_ids: list[str]) -> None:
         """SSH endpoints of new or rebuilt instances, opened before the answer

@@ -63,16 +63,16 @@ async def detach_keypair(ctx: Context, req: Request) -> Answer:
 
 # -- instances (§5.2) ----------------------------------------------------------------------
 
-def _secret_key(ctx: Context, req: Request) -> str:
+async def _secret_key(ctx: Context, req: Request) -> str:
     """The caller's secret key: the SDKs encrypt ``adminPass`` with it (create
     and rebuild, spec §5.2), so only those two look it up."""
-    return ctx.accounts.secret_of(req.account) or ""
+    return await ctx.secret_key(req.account) or ""
 
 
 async def create_instance(ctx: Context, req: Request) -> Answer:
     token = validation.client_token(req.param("clientToken"))
-    answer = await ctx.run(ctx.instances.create, req.account, _secret_key(ctx, req), req.json(),
-                         token)
+    secret = await _secret_key(ctx, req)
+    answer = await ctx.run(ctx.instances.create, req.account, secret, req.json(), token)
     await ctx.open_endpoints(answer["instanceIds"])
     return answer
 
@@ -105,8 +105,8 @@ async def reboot_instance(ctx: Context, req: Request) -> Answer:
 
 
 async def rebuild_instance(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.instances.rebuild, req.account, _secret_key(ctx, req), req.item_id,
-                  req.json())
+    secret = await _secret_key(ctx, req)
+    await ctx.run(ctx.instances.rebuild, req.account, secret, req.item_id, req.json())
     await ctx.open_endpoints([req.id])  # e.g. rebuilt from Windows to Linux
     return None
 

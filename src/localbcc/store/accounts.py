@@ -18,31 +18,54 @@ def new_credentials() -> tuple[str, str]:
 #: Seconds a secret key read from the database is used before it is read
 #: again: a server started with --credentials that replace an account's
 #: secret is followed by the other servers on the database within this time.
+#: An access key found to be unknown is looked up again after as long.
 SECRET_TTL = 5.0
+#: Cached answers beyond which all but the fresh secrets are dropped: unknown
+#: access keys are cached too, and a client may send any number of them.
+CACHE_LIMIT = 4096
+
+
+class SecretNotCached(Exception):
+    """A signature check needs a secret key that is not in memory, on a network
+    database: the caller reads it with :meth:`Accounts.load` off the event loop
+    (``Context.run``), then checks again."""
+
+    def __init__(self, access_key: str):
+        super().__init__(access_key)
+        self.access_key = access_key
 
 
 class Accounts:
     def __init__(self, store: Store, clock: Clock):
         self.store = store
         self.clock = clock
-        self._cache: dict[str, tuple[str, float]] = {}  # access key -> (secret, read again after)
+        # access key -> (secret key, None if there is no such account; read again after)
+        self._cache: dict[str, tuple[str | None, float]] = {}
 
     def secret_of(self, access_key: str) -> str | None:
-        """Every signed request asks, so a secret is served from memory for
+        """Every signed request asks, so an answer is served from memory for
         SECRET_TTL seconds; a miss asks the database, which sees accounts other
-        processes or `localbcc account create` added."""
+        processes or `localbcc account create` added. SQLite answers inline; a
+        network database is never asked on the event loop: a miss raises
+        :class:`SecretNotCached` instead."""
         cached = self._cache.get(access_key)
-        now = time.monotonic()
-        if cached is not None and now < cached[1]:
+        if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
         if len(access_key) > 128:
             return None
+        if not self.store.is_sqlite:
+            raise SecretNotCached(access_key)
+        return self.load(access_key)
+
+    def load(self, access_key: str) -> str | None:
+        """Read an account's secret key (None: no such account) into memory."""
         with self.store.read() as tx:
             secret = tx.secret_of(access_key)
-        if secret is None:
-            self._cache.pop(access_key, None)
-        else:
-            self._cache[access_key] = (secret, now + SECRET_TTL)
+        now = time.monotonic()
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache = {k: v for k, v in self._cache.items()
+                           if v[0] is not None and now < v[1]}
+        self._cache[access_key] = (secret, now + SECRET_TTL)
         return secret
 
     def ensure(self, credentials: str | None) -> tuple[str, str]:
