@@ -99,6 +99,11 @@ class BceError(Exception):
         return self.code.status
 
 
+def envelope(request_id: str, err: BceError) -> dict[str, str]:
+    """The body of an error answer: the BCE error envelope."""
+    return {"requestId": request_id, "code": err.code.wire, "message": err.message}
+
+
 def inappropriate(field: str, why: str) -> BceError:
     """InappropriateJSON naming the offending field, as §3 asks."""
     return BceError(ErrorCode.InappropriateJSON, f"Field '{field}' {why}.")

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ..errors import BceError, ErrorCode
+from ..errors import BceError, ErrorCode, envelope
 from .. import ssh
 from ..store.accounts import SecretNotCached
 from . import openapi
@@ -81,14 +81,12 @@ class App:
             status, payload = 200, await self._operation(scope, receive, req)
         except BceError as err:
             code, close = err.code.wire, err.code in _CLOSING
-            status, payload = err.status, {"requestId": request_id, "code": code,
-                                           "message": err.message}
+            status, payload = err.status, envelope(request_id, err)
         except Exception:  # never a traceback on the wire
             log.exception("internal error in %s %s (request %s)", method, _printable(path),
                           request_id)
-            code = ErrorCode.InternalError.wire
-            status, payload = 500, {"requestId": request_id, "code": code,
-                                    "message": ErrorCode.InternalError.default_message}
+            code, status = ErrorCode.InternalError.wire, 500
+            payload = envelope(request_id, BceError(ErrorCode.InternalError))
         body = orjson.dumps(payload) if payload is not None else b""
         headers = [(b"x-bce-request-id", request_id.encode()),
                    (b"content-length", str(len(body)).encode())]
@@ -113,22 +111,22 @@ class App:
 
     async def _public(self, scope: dict, send, req: Request, started: float) -> None:
         """/healthz, /openapi.json and /metrics: unsigned, outside the /v2 API."""
-        path, code, status, ctype = req.path, "OK", 200, _JSON[1]
+        path, code, status, ctype, body = req.path, "OK", 200, _JSON[1], b""
+        err: BceError | None = None
         if path == "/healthz":
             body = b'{"status":"ok"}'
         elif req.method not in ("GET", "HEAD"):
-            code, status = ErrorCode.InvalidURI.wire, 400
+            err = BceError(ErrorCode.InvalidURI)
         elif path == "/openapi.json":
             body = openapi.document_bytes()
         elif self.metrics_public or is_loopback(scope.get("client")):
             body, ctype = self.metrics.render(), _METRICS_TYPE
         else:
-            code, status = ErrorCode.AccessDenied.wire, 403
-        if code != "OK":
-            err = ErrorCode[code]
-            message = ("GET /metrics is served to loopback clients only (see --metrics-public)."
-                       if err is ErrorCode.AccessDenied else err.default_message)
-            body = orjson.dumps({"requestId": req.request_id, "code": code, "message": message})
+            err = BceError(ErrorCode.AccessDenied, "GET /metrics is served to loopback clients "
+                                                   "only (see --metrics-public).")
+        if err is not None:
+            code, status = err.code.wire, err.status
+            body = orjson.dumps(envelope(req.request_id, err))
         headers = [(b"x-bce-request-id", req.request_id.encode()),
                    (b"content-length", str(len(body)).encode()), (b"content-type", ctype)]
         await send({"type": "http.response.start", "status": status, "headers": headers})

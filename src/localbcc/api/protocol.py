@@ -33,17 +33,17 @@ import uuid
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..errors import ErrorCode
+from ..errors import BceError, ErrorCode, envelope
+from .accesslog import LOGGER
 
-access_log = logging.getLogger("localbcc.access")
+access_log = logging.getLogger(LOGGER)
 BODY_TIMEOUT_KEY = "localbcc.body_timeout"
 
 
 def raw_error(code: ErrorCode, message: str | None = None) -> bytes:
     """A complete ``Connection: close`` HTTP/1.1 error response in the BCE envelope."""
     request_id = str(uuid.uuid4())
-    body = orjson.dumps({"requestId": request_id, "code": code.wire,
-                         "message": message or code.default_message})
+    body = orjson.dumps(envelope(request_id, BceError(code, message)))
     reason = {400: "Bad Request", 408: "Request Timeout"}.get(code.status, "Error")
     head = (f"HTTP/1.1 {code.status} {reason}\r\n"
             f"x-bce-request-id: {request_id}\r\n"
