@@ -67,8 +67,9 @@ _TABLE = {i: "%%%02X" % i for i in range(128) if chr(i) not in _UNRESERVED}
 _TABLE_SLASH = {i: v for i, v in _TABLE.items() if i != ord("/")}
 _ALL_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
 _ALL_UNRESERVED_SLASH = re.compile(r"[A-Za-z0-9._~/-]*").fullmatch
-# Values longer than this are encoded without going through the cache, so the
-# cache's memory stays bounded (4096 entries x 256 chars at most).
+# Values (header lines: name and value together) longer than this are encoded
+# without going through the caches, so their memory stays bounded (4096
+# entries x 256 chars at most each).
 _CACHE_MAX_LEN = 256
 
 
@@ -149,7 +150,7 @@ _line_cached = lru_cache(maxsize=4096)(_line_uncached)
 
 def _header_line(name: bytes, value: bytes) -> str:
     """``enc(name):enc(value)`` for an already trimmed, non-empty value."""
-    if len(value) > _CACHE_MAX_LEN:
+    if len(name) + len(value) > _CACHE_MAX_LEN:  # a cache entry is both
         return _line_uncached(name, value)
     return _line_cached(name, value)
 
@@ -200,7 +201,7 @@ def _signing_hmac(secret_key: str, auth_prefix: bytes) -> tuple[Any, Any]:
     """Cached HMAC state keyed by the signing key: SHA-256 objects that have
     absorbed ``key ^ ipad`` and ``key ^ opad`` (RFC 2104), to be copied per use.
     This is about 3x faster than ``hmac.digest`` per request."""
-    key = hmac.digest(secret_key.encode("utf-8"), auth_prefix, "sha256").hex().encode("ascii")
+    key = signing_key(secret_key, auth_prefix.decode("ascii")).encode("ascii")
     # The 64-byte hex key is exactly SHA-256's block size: no hashing or padding.
     inner = hashlib.sha256(key.translate(_IPAD))
     outer = hashlib.sha256(key.translate(_OPAD))

@@ -574,3 +574,19 @@ def test_every_signed_request_verifies(method: str, path: str, query: list[tuple
     auth = sign(AK, SK, method, path, query, header_list, ts, 3600, signed)
     verifier = Verifier({AK: SK}.get, FakeClock(NOW))
     assert verifier.verify(method, path, query, header_list + [(b"authorization", auth.encode())]) == AK
+
+
+def test_long_header_lines_stay_out_of_the_caches() -> None:
+    """Every x-bce-* header is signed, and a client may send names of any length:
+    a line is cached only when name and value together are short, so 4096
+    entries of the line cache stay small whatever the requests carry."""
+    from localbcc import auth
+
+    long_name = b"x-bce-" + b"n" * 300
+    before = auth._line_cached.cache_info().currsize
+    for i in range(3):
+        line = canonical_headers([(long_name + str(i).encode(), b"v")], None)
+        assert line == long_name.decode() + f"{i}:v"
+    assert auth._line_cached.cache_info().currsize == before
+    canonical_headers([(b"x-bce-short", b"v")], None)  # short lines are cached as before
+    assert auth._line_cached.cache_info().currsize == before + 1

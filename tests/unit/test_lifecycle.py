@@ -302,7 +302,7 @@ def test_the_storage_refuses_a_binding_to_a_missing_pair(w):
             tx.delete_keypair(tx.get_keypair(ACCOUNT, kp))
     with pytest.raises(IntegrityError):
         with w.store.write() as tx:
-            tx.bind(list(tx.get_bindings(ACCOUNT, [iid]).values()), "k-NoSuch00", None)
+            tx.bind(list(tx.lock_keypair_and_bindings(ACCOUNT, kp, [iid]).values()), "k-NoSuch00", None)
     assert (w.get(iid)["keypairId"], w.count(kp)) == (kp, 1)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain import images, validation
-from ..domain.instances import parse_ids_param
 from .context import Context
 from .request import Request
 
@@ -82,7 +81,7 @@ async def list_instances(ctx: Context, req: Request) -> Answer:
     return await ctx.run(
         ctx.instances.list, req.account, req.param("marker"), max_keys,
         status=req.param("status") or None, keypair_id=req.param("keypairId") or None,
-        ids=parse_ids_param(req.param("instanceIds")))
+        ids=validation.instance_ids_param(req.param("instanceIds")))
 
 
 async def get_instance(ctx: Context, req: Request) -> Answer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..clock import Clock
-from ..errors import BceError, ErrorCode, inappropriate
+from ..errors import BceError, ErrorCode
 from ..store.db import Store
 from ..store.repo import Tx
 from . import idempotency, lifecycle, network, validation
@@ -247,10 +247,12 @@ class InstanceService:
         in the same UPDATE; with ``key_of`` (an instance with a key pair), that
         pair comes in force when the transition ends. Returns when it ends.
 
-        One UPDATE per row and transaction: on PostgreSQL a second UPDATE of a
-        row with a key pair checks the foreign key again, which locks the key
-        pair *after* the instance, against the lock order (repo.Tx) - a
-        deadlock with an attach that holds the pair and waits for the instance."""
+        One UPDATE per row and transaction, unless the transaction locked the
+        row's key pair first (attach does, then binds the row a second time):
+        on PostgreSQL a second UPDATE of a row with a key pair checks the
+        foreign key again, which locks the key pair *after* the instance,
+        against the lock order (repo.Tx) - a deadlock with an attach that holds
+        the pair and waits for the instance."""
         until = now + self.transition
         values = {"state": state, "transition": kind if self.transition > 0 else None,
                   "transition_until": until, **also}
@@ -272,12 +274,3 @@ class InstanceService:
         """The account's key pair must exist; it stays locked (repo.Tx's lock order)."""
         if not tx.lock_keypair(account, keypair_id):
             raise BceError(ErrorCode.KeypairNotExist)
-
-
-def parse_ids_param(raw: str | None) -> Ids | None:
-    if raw is None or raw == "":
-        return None
-    ids = [part.strip() for part in raw.split(",") if part.strip()]
-    if len(ids) > 1000:
-        raise inappropriate("instanceIds", "may name at most 1000 ids")
-    return ids

@@ -12,7 +12,8 @@ from ..errors import BceError, ErrorCode, inappropriate
 _NAME_RE = re.compile(r"^[^\W\d_][\w\-/.]{0,64}$")
 _ID_ALPHABET = string.ascii_letters + string.digits
 MAX_KEYS_DEFAULT = 1000
-MAX_IDS = 100
+MAX_IDS = 100  # instances named in one attach or detach body
+MAX_FILTER_IDS = 1000  # instances named in the instanceIds filter of a list
 
 
 def new_id(prefix: str) -> str:
@@ -82,6 +83,16 @@ def instance_ids(body: dict, field: str = "instanceIds") -> list[str]:
     ids = list(dict.fromkeys(value))
     if len(ids) > MAX_IDS:
         raise inappropriate(field, f"may hold at most {MAX_IDS} distinct ids")
+    return ids
+
+
+def instance_ids_param(raw: str | None) -> list[str] | None:
+    """The ``instanceIds`` filter of a list: comma-separated ids, or None."""
+    if raw is None or raw == "":
+        return None
+    ids = [part.strip() for part in raw.split(",") if part.strip()]
+    if len(ids) > MAX_FILTER_IDS:
+        raise inappropriate("instanceIds", f"may name at most {MAX_FILTER_IDS} ids")
     return ids
 
 

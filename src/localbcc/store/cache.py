@@ -53,6 +53,3 @@ class ReadCache:
 
     def close(self) -> None:
         self._entries.clear()
-        close = getattr(self._version, "close", None)
-        if close is not None:
-            close()

@@ -75,18 +75,14 @@ def _list_values(values: list) -> dict[str, Any]:
     return dict(zip(_list_names(len(values)), values))
 
 
-# Instances by id are looked up by id alone and their account checked on the
-# rows: with "account = ?" in the WHERE clause SQLite walks the account's whole
-# index instead of the unique id index. PostgreSQL locks them in seq order.
+# Instances are looked up by id alone and their account checked on the rows:
+# with "account = ?" in the WHERE clause SQLite walks the account's whole index
+# instead of the unique id index.
 
-@lru_cache(maxsize=256)
-def _instances_query(n: int, for_update: bool) -> Prepared:
-    """Instances by ``n`` ids, with the bound pair's name last."""
-    stmt = (select(*_INST_COLS, keypairs.c.name)
-            .select_from(instances.outerjoin(keypairs, instances.c.keypair_id == keypairs.c.id))
-            .where(instances.c.id.in_(_list_params(n)))
-            .order_by(instances.c.seq))
-    return Prepared(stmt.with_for_update(of=instances) if for_update else stmt)
+_INSTANCE = (select(*_INST_COLS, keypairs.c.name)  # the bound pair's name last
+             .select_from(instances.outerjoin(keypairs, instances.c.keypair_id == keypairs.c.id))
+             .where(instances.c.id == bindparam("id")))
+_GET_INSTANCE = {False: Prepared(_INSTANCE), True: Prepared(_INSTANCE.with_for_update(of=instances))}
 
 
 #: What attach and detach check, in models.Binding's order.
@@ -96,13 +92,12 @@ _BINDING_COLS = (instances.c.id, instances.c.seq, instances.c.account, instances
 
 
 @lru_cache(maxsize=256)
-def _bindings_query(n: int, locking: bool) -> Prepared:
-    """PostgreSQL (``locking``) locks the rows in seq order, the lock order;
-    SQLite holds the database's write lock already, and the rows' order would
-    only cost it a sort of up to 1000 rows."""
+def _bindings_query(n: int) -> Prepared:
+    """PostgreSQL's bindings read: the rows locked in seq order, the lock order.
+    (SQLite reads them together with the key pair: _keypair_bindings_query.)"""
     c = instances.c
-    stmt = select(*_BINDING_COLS).where(c.id.in_(_list_params(n)))
-    return Prepared(stmt.order_by(c.seq).with_for_update() if locking else stmt)
+    return Prepared(select(*_BINDING_COLS).where(c.id.in_(_list_params(n)))
+                    .order_by(c.seq).with_for_update())
 
 
 @lru_cache(maxsize=256)
@@ -121,8 +116,9 @@ def _bind_query(n: int, in_force: bool) -> Prepared:
     values: dict[str, Any] = {"keypair_id": bindparam("kp"), "key_in_force_at": bindparam("at")}
     if in_force:  # the first key in force ends password logins
         values["first_key_at"] = func.coalesce(instances.c.first_key_at, bindparam("at"))
-    # By seq, the primary key: the rows were just read (Tx.get_bindings), and a
-    # rowid lookup skips the probe of the id index for every instance.
+    # By seq, the primary key: the rows were just read
+    # (Tx.lock_keypair_and_bindings), and a rowid lookup skips the probe of the
+    # id index for every instance.
     return Prepared(update(instances).where(instances.c.seq.in_(_list_params(n))).values(**values))
 
 
@@ -139,20 +135,19 @@ def _lookup_ids(ids: list[str]) -> list[str]:
 
 
 class Tx:
-    """One open transaction."""
+    """One open transaction.
+
+    SQLite takes a database-wide write lock at BEGIN IMMEDIATE (a FOR UPDATE
+    clause compiles to nothing there); PostgreSQL locks the rows. Lock order,
+    to rule out deadlocks: advisory locks (:meth:`serialize`), then the
+    account, then the key pair, then instances in seq order; nothing holding
+    an instance lock ever locks a key pair."""
 
     def __init__(self, conn: Connection, is_sqlite: bool, driver: Any = None):
         self.conn = conn
         self.is_sqlite = is_sqlite
         #: The driver's connection under ``conn``, for Prepared statements.
         self.driver = driver if driver is not None else driver_of(conn)
-
-    def _lock(self, stmt, for_update: bool):
-        # SQLite takes a database-wide write lock at BEGIN IMMEDIATE; PostgreSQL
-        # locks the rows. Lock order, to rule out deadlocks: advisory locks
-        # (serialize), then the account, then the key pair, then instances in seq
-        # order; nothing holding an instance lock ever locks a key pair.
-        return stmt.with_for_update() if for_update and not self.is_sqlite else stmt
 
     def serialize(self, *name: str) -> None:
         """Make transactions that pass the same name run one after the other
@@ -186,8 +181,8 @@ class Tx:
 
     def lock_account(self, access_key: str) -> None:
         """Serialise quota checks of one account (PostgreSQL row lock)."""
-        self.conn.execute(self._lock(
-            select(accounts.c.access_key).where(accounts.c.access_key == access_key), True))
+        self.conn.execute(select(accounts.c.access_key)
+                          .where(accounts.c.access_key == access_key).with_for_update())
 
     # -- key pairs -------------------------------------------------------------
 
@@ -271,41 +266,32 @@ class Tx:
 
     def get_instance(self, account: str, instance_id: str, *,
                      for_update: bool = False) -> Instance | None:
-        found = self.get_instances(account, [instance_id], for_update=for_update)
-        return found.get(instance_id)
-
-    def get_instances(self, account: str, ids: list[str], *,
-                      for_update: bool = False) -> dict[str, Instance]:
-        ids = _lookup_ids(ids)
-        if not ids:
-            return {}
-        rows = _instances_query(len(ids), for_update).execute(self.conn, _list_values(ids),
-                                                            self.driver).fetchall()
-        found = {}
-        for *columns, keypair_name in rows:
-            inst = Instance(*columns)
-            inst.keypair_name = keypair_name or ""
-            if inst.account == account:
-                found[inst.id] = inst
-        return found
-
-    def get_bindings(self, account: str, ids: list[str]) -> dict[str, Binding]:
-        """The binding state of this account's instances among ``ids``, locked for update."""
-        ids = _lookup_ids(ids)
-        if not ids:
-            return {}
-        query = _bindings_query(len(ids), not self.is_sqlite)
-        rows = query.execute(self.conn, _list_values(ids), self.driver).fetchall()
-        return _account_bindings(rows, account)
+        if not _lookup_ids([instance_id]):
+            return None
+        row = _GET_INSTANCE[for_update].execute(self.conn, {"id": instance_id},
+                                                self.driver).fetchone()
+        if row is None:
+            return None
+        *columns, keypair_name = row
+        inst = Instance(*columns)
+        inst.keypair_name = keypair_name or ""
+        return inst if inst.account == account else None
 
     def lock_keypair_and_bindings(self, account: str, keypair_id: str,
                                   ids: list[str]) -> dict[str, Binding] | None:
-        """:meth:`lock_keypair`, then :meth:`get_bindings` (the lock order);
-        None if the account has no such key pair. SQLite, which holds the
-        write lock already, answers both in one statement."""
+        """Lock the account's key pair, then read the binding state of its
+        instances among ``ids`` (the lock order); None if the account has no
+        such key pair. SQLite, which holds the write lock already, answers both
+        in one statement; PostgreSQL locks the pair, then the instances."""
         ids = _lookup_ids(ids)
-        if not self.is_sqlite or not ids:
-            return self.get_bindings(account, ids) if self.lock_keypair(account, keypair_id) else None
+        if not ids:
+            return {} if self.lock_keypair(account, keypair_id) else None
+        if not self.is_sqlite:
+            if not self.lock_keypair(account, keypair_id):
+                return None
+            rows = _bindings_query(len(ids)).execute(self.conn, _list_values(ids),
+                                                     self.driver).fetchall()
+            return _account_bindings(rows, account)
         values = _list_values(ids) | {"kp": keypair_id, "account": account}
         rows = _keypair_bindings_query(len(ids)).execute(self.conn, values, self.driver).fetchall()
         return _account_bindings(rows, account) if rows else None
@@ -337,8 +323,8 @@ class Tx:
 
     def bind(self, found: list[Binding], keypair_id: str | None,
              in_force_at: float | None) -> None:
-        """Bind (or with None, unbind) instances read by :meth:`get_bindings` in
-        this transaction; the first key in force ends password logins."""
+        """Bind (or with None, unbind) instances read by
+        :meth:`lock_keypair_and_bindings` in this transaction; the first key in force ends password logins."""
         if found:
             values = _list_values([b.seq for b in found]) | {"kp": keypair_id, "at": in_force_at}
             _bind_query(len(found), in_force_at is not None).execute(self.conn, values, self.driver)
