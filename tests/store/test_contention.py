@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy.exc import OperationalError
 
 from localbcc.api.context import Context
 from localbcc.clock import FakeClock
@@ -109,3 +110,34 @@ def test_a_refused_commit_leaves_nothing_locked(world, monkeypatch):
     assert _name(other, kid) == "next"
     other.execute("BEGIN IMMEDIATE")  # other processes can write again
     other.execute("ROLLBACK")
+
+
+def test_an_error_from_a_failed_batch_does_not_come_back_later(world, monkeypatch):
+    """A call's error waits for its batch's commit; if that commit fails, the
+    call answers 503. Nothing of that error may stay behind: compiled code that
+    awaited inside an exception handler once kept it as the thread's handled
+    exception, and a later call that retried a busy write raised it again."""
+    ctx, kid, other = world
+
+    def failing_commit(transaction):
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    async def failing_turn():
+        good = ctx.run(ctx.keypairs.rename, AK, kid, {"name": "lost"})
+        bad = ctx.run(ctx.keypairs.rename, AK, "k-NoSuch00", {"name": "never"})
+        return await asyncio.gather(good, bad, return_exceptions=True)
+
+    with monkeypatch.context() as patched:
+        patched.setattr("sqlalchemy.engine.base.RootTransaction.commit", failing_commit)
+        results = asyncio.run(failing_turn())
+    assert [r.code for r in results] == [ErrorCode.ServiceUnavailable] * 2
+
+    async def busy_then_written():
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(ctx.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
+        await asyncio.sleep(0.01)  # the write found the lock taken and waits its turn
+        other.execute("COMMIT")
+        await write
+
+    asyncio.run(busy_then_written())
+    assert _name(other, kid) == "after"

@@ -2,6 +2,7 @@
 only for the sources it was made from, and LOCALBCC_PURE turns it off."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -119,3 +120,19 @@ def test_a_required_build_runs_compiled():
     assert compiled.STATE == "compiled"
     loaded = _loaded_from({"LOCALBCC_PURE": ""})
     assert loaded["state"] == "compiled" and loaded["app"].endswith(compiled.SUFFIX)
+
+
+def test_compiled_code_never_awaits_while_handling_an_exception():
+    """docs/design.md: a compiled coroutine awaiting inside ``except`` or
+    ``finally`` leaves the handled exception as the thread's, for a later
+    request to raise again (tests/store/test_contention.py shows the effect)."""
+    found = []
+    for module in compiled.MODULES:
+        path = Path(compiled.__file__).parent.parent / (module.replace(".", "/") + ".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Try):
+                continue
+            handling = [s for h in node.handlers for s in h.body] + node.finalbody
+            found += [f"{module}:{sub.lineno}" for s in handling for sub in ast.walk(s)
+                      if isinstance(sub, (ast.Await, ast.AsyncWith, ast.AsyncFor))]
+    assert found == []

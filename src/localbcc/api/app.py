@@ -140,10 +140,13 @@ class App:
             raise BceError(ErrorCode.RequestEntityTooLarge)
         pairs = _query_pairs(scope["query_string"])
         req.query = dict(reversed(pairs))  # the first occurrence wins
+        missing = ""
         try:
             req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
-        except SecretNotCached as miss:  # a network database: read off the event loop, then again
-            await self.ctx.run(self.ctx.accounts.load, miss.access_key)
+        except SecretNotCached as miss:
+            missing = miss.access_key
+        if missing:  # a network database: the secret key is read off the event loop, then again
+            await self.ctx.run(self.ctx.accounts.load, missing)
             req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
         _check_version(req.path)
         handler, req.item_id, req.flag = resolve(req.method, req.path, req.query)

@@ -46,12 +46,20 @@ class Context:
         if self._db is None:
             pause, waited = 0.001, 0.0
             while True:
+                busy, failure, result = False, None, None
                 try:
-                    return fn(*args, **kwargs)
+                    result = fn(*args, **kwargs)
                 except WriteLockBusy:  # another process is writing: nothing was done yet
-                    pass
-                finally:  # errors too: one may rest on a batch-mate's write that could still fail
-                    await self.store.durable()
+                    busy = True
+                except Exception as exc:  # noqa: BLE001 - answered once the batch is committed
+                    failure = exc
+                # Errors wait too: one may rest on a batch-mate's write that could still
+                # fail. Not awaited inside a handler: compiled code must not (docs/design.md).
+                await self.store.durable()
+                if failure is not None:
+                    raise failure
+                if not busy:
+                    return result
                 if waited >= BUSY_TIMEOUT_MS / 1000:
                     raise BceError(ErrorCode.ServiceUnavailable)
                 await asyncio.sleep(pause)  # 1, 2, 4 ... 20 ms
@@ -66,7 +74,8 @@ class Context:
         try:
             return self.accounts.secret_of(access_key)
         except SecretNotCached:
-            return await self.run(self.accounts.load, access_key)
+            pass
+        return await self.run(self.accounts.load, access_key)
 
     async def open_endpoints(self, instance_ids: list[str]) -> None:
         """SSH endpoints of new or rebuilt instances, opened before the answer
