@@ -254,6 +254,17 @@ def test_image_type_filter(client):
     assert client.list_images(image_type="Custom").images == []
 
 
+def test_image_paging(client):
+    every = [i.id for i in client.list_images().images]
+    first = client.list_images(max_keys=2)
+    assert [i.id for i in first.images] == every[:2]
+    assert (first.is_truncated, first.next_marker, first.max_keys) == (True, every[2], 2)
+    rest = client.list_images(marker=first.next_marker, max_keys=100)
+    assert [i.id for i in rest.images] == every[2:]
+    assert (rest.marker, rest.is_truncated) == (every[2], False)
+    expect_error(400, "InappropriateJSON", client.list_images, marker="m-NoSuch00")
+
+
 def test_unknown_image_is_no_such_object(client):
     expect_error(404, "NoSuchObject", client.get_image, "m-NoSuch00")
     linux, _ = image_ids(client)

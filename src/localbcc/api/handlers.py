@@ -119,19 +119,7 @@ async def release_instance(ctx: Context, req: Request) -> Answer:
 
 async def list_images(ctx: Context, req: Request) -> Answer:
     max_keys = validation.max_keys(req.param("maxKeys"))
-    found = images.list_images(req.param("imageType"))
-    marker = req.param("marker") or ""
-    if marker:
-        ids = [img.id for img in found]
-        if marker not in ids:
-            from ..errors import inappropriate
-            raise inappropriate("marker", "names no image")
-        found = found[ids.index(marker):]
-    result = {"marker": marker, "isTruncated": len(found) > max_keys, "maxKeys": max_keys,
-              "images": [img.to_wire() for img in found[:max_keys]]}
-    if len(found) > max_keys:
-        result["nextMarker"] = found[max_keys].id
-    return result
+    return images.list_page(req.param("imageType"), req.param("marker"), max_keys)
 
 
 async def get_image(ctx: Context, req: Request) -> Answer:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import BceError, ErrorCode
+from ..errors import BceError, ErrorCode, inappropriate
+from . import paging
 
 _CREATED = "2024-01-01T00:00:00Z"
 
@@ -58,3 +59,16 @@ def list_images(image_type: str | None) -> list[Image]:
     if image_type in (None, "", "All", "System"):
         return list(IMAGES)
     return []
+
+
+def list_page(image_type: str | None, marker: str | None, max_keys: int) -> dict:
+    """GET /v2/image: the images of ``image_type`` from ``marker`` (an image id) on."""
+    found = list_images(image_type)
+    if marker:
+        ids = [img.id for img in found]
+        if marker not in ids:
+            raise inappropriate("marker", "names no image")
+        found = found[ids.index(marker):]
+    result = paging.wrap(found[:max_keys + 1], marker, max_keys, lambda img: img.id)
+    result["images"] = [img.to_wire() for img in result.pop("items")]
+    return result

@@ -22,10 +22,16 @@ def page(tx: Tx, kind: str, account: str, marker: str | None, max_keys: int,
         if seq is None:
             raise inappropriate("marker", "names no item of this account")
         start = seq
-    rows = list(fetch(start, max_keys + 1))
+    return wrap(fetch(start, max_keys + 1), marker, max_keys, id_of)
+
+
+def wrap(rows: Sequence[T], marker: str | None, max_keys: int,
+         id_of: Callable[[T], str]) -> dict:
+    """The list wrapper fields for ``rows``, the items from the marker on (at
+    most ``max_keys + 1``: one more tells that the list goes on)."""
     truncated = len(rows) > max_keys
     result = {"marker": marker or "", "isTruncated": truncated, "maxKeys": max_keys,
-              "items": rows[:max_keys]}
+              "items": list(rows[:max_keys])}
     if truncated:
         result["nextMarker"] = id_of(rows[max_keys])
     return result
