@@ -307,11 +307,13 @@ class Verifier:
         path: str,
         query: list[tuple[str, str]],
         headers: list[tuple[bytes, bytes]],
+        lookup_secret: Callable[[str], str | None] | None = None,
     ) -> str:
         """Return the access key id of a validly signed request, else raise :class:`BceError`.
 
         ``path`` and ``query`` are percent-decoded; ``headers`` are ASGI-style.
         Checks, in order: header form, access key, expiry, signature.
+        ``lookup_secret`` replaces the verifier's own for this call.
         """
         found = _collect(headers)
         raw = found.pop(_AUTHORIZATION, None)
@@ -336,7 +338,7 @@ class Verifier:
             raise _malformed("the expiration is not a valid integer") from None
 
         access_key = ak_raw.decode("ascii")
-        secret = self._lookup_secret(access_key)
+        secret = (lookup_secret or self._lookup_secret)(access_key)
         if secret is None:
             raise BceError(ErrorCode.InvalidAccessKeyId)
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from types import SimpleNamespace
 
 import orjson
 
 from localbcc.auth import format_timestamp, sign
+from localbcc.clock import FakeClock
 from localbcc.config import Settings
 from localbcc.server import build_app
 
@@ -60,3 +62,42 @@ def test_a_network_database_is_never_asked_on_the_event_loop(fresh_database, bac
             assert threads == [threading.current_thread().name] * 2
     finally:
         app.ctx.close()
+
+
+def test_unknown_access_keys_cannot_grow_the_cache_without_bound(tmp_path):
+    from localbcc.store import accounts as mod
+    from localbcc.store.db import Store, sqlite_url
+
+    store = Store(sqlite_url(tmp_path))
+    try:
+        store.prepare()
+        accounts = mod.Accounts(store, FakeClock())
+        accounts.ensure(f"{AK}:{SK}")
+        assert accounts.secret_of(AK) == SK
+        for i in range(mod.CACHE_LIMIT + 100):
+            assert accounts.secret_of(f"AKjunk{i}") is None
+        assert len(accounts._cache) <= mod.CACHE_LIMIT
+        assert accounts._cache[AK][0] == SK  # the real account stays in memory
+    finally:
+        store.dispose()
+
+
+def test_of_two_loads_the_later_read_stays(tmp_path, monkeypatch):
+    """Loads run on several threads on PostgreSQL: one that read before an
+    account was created must not overwrite one that read after."""
+    from localbcc.store import accounts as mod
+    from localbcc.store.db import Store, sqlite_url
+
+    store = Store(sqlite_url(tmp_path))
+    try:
+        store.prepare()
+        accounts = mod.Accounts(store, FakeClock())
+        clock = iter([10.0, 30.0])  # the first load reads at 10, the second at 30
+        monkeypatch.setattr(mod, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+        late = accounts._cache[AK] = (SK, 20.0)  # a load that read at 20, stored first
+        assert accounts.load(AK) == SK  # read at 10 (no account then): the later read wins
+        assert accounts._cache[AK] == late
+        accounts.ensure(f"{AK}:{SK}")
+        assert accounts.load(AK) == SK and accounts._cache[AK] == (SK, 30.0)
+    finally:
+        store.dispose()

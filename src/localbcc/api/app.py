@@ -146,8 +146,9 @@ class App:
         except SecretNotCached as miss:
             missing = miss.access_key
         if missing:  # a network database: the secret key is read off the event loop, then again
-            await self.ctx.run(self.ctx.accounts.load, missing)
-            req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
+            secret = await self.ctx.run(self.ctx.accounts.load, missing)
+            req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers,
+                                                   lambda _: secret)
         _check_version(req.path)
         handler, req.item_id, req.flag = resolve(req.method, req.path, req.query)
         scope["localbcc.handler"] = handler  # for metrics and the access log

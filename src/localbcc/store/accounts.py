@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 
 from ..clock import Clock
@@ -20,8 +21,8 @@ def new_credentials() -> tuple[str, str]:
 #: secret is followed by the other servers on the database within this time.
 #: An access key found to be unknown is looked up again after as long.
 SECRET_TTL = 5.0
-#: Cached answers beyond which all but the fresh secrets are dropped: unknown
-#: access keys are cached too, and a client may send any number of them.
+#: Cached answers beyond which the expired ones are dropped, and if that is not
+#: enough, the unknown access keys: a client may send any number of them.
 CACHE_LIMIT = 4096
 
 
@@ -39,8 +40,11 @@ class Accounts:
     def __init__(self, store: Store, clock: Clock):
         self.store = store
         self.clock = clock
-        # access key -> (secret key, None if there is no such account; read again after)
+        # access key -> (secret key or None: no such account, when it was read).
+        # Loads run on several threads (PostgreSQL's pool): they change it under
+        # the lock; the lookups on the event loop only read it.
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._lock = threading.Lock()
 
     def secret_of(self, access_key: str) -> str | None:
         """Every signed request asks, so an answer is served from memory for
@@ -49,7 +53,7 @@ class Accounts:
         network database is never asked on the event loop: a miss raises
         :class:`SecretNotCached` instead."""
         cached = self._cache.get(access_key)
-        if cached is not None and time.monotonic() < cached[1]:
+        if cached is not None and time.monotonic() < cached[1] + SECRET_TTL:
             return cached[0]
         if len(access_key) > 128:
             return None
@@ -58,14 +62,21 @@ class Accounts:
         return self.load(access_key)
 
     def load(self, access_key: str) -> str | None:
-        """Read an account's secret key (None: no such account) into memory."""
+        """Read an account's secret key (None: no such account) into memory,
+        and return it. Of two loads of one key, the later read stays."""
+        read_at = time.monotonic()
         with self.store.read() as tx:
             secret = tx.secret_of(access_key)
-        now = time.monotonic()
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache = {k: v for k, v in self._cache.items()
-                           if v[0] is not None and now < v[1]}
-        self._cache[access_key] = (secret, now + SECRET_TTL)
+        with self._lock:
+            cached = self._cache.get(access_key)
+            if cached is not None and cached[1] > read_at:
+                return cached[0]
+            if len(self._cache) >= CACHE_LIMIT:
+                fresh = {k: v for k, v in self._cache.items() if read_at < v[1] + SECRET_TTL}
+                if len(fresh) >= CACHE_LIMIT // 2:
+                    fresh = {k: v for k, v in fresh.items() if v[0] is not None}
+                self._cache = fresh
+            self._cache[access_key] = (secret, read_at)
         return secret
 
     def ensure(self, credentials: str | None) -> tuple[str, str]:
