@@ -95,7 +95,9 @@ class Context:
         return await self.run(fn, *args)
 
     async def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run CPU-heavy work (key generation) off the event loop."""
+        """Run CPU-heavy work off the event loop, on a small pool of its own: key
+        generation, password checks (scrypt), and SQLite's background reads
+        (:meth:`read_in_background`)."""
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
 
     def close(self) -> None:
