@@ -135,7 +135,7 @@ def test_an_error_from_a_failed_batch_does_not_come_back_later(world, monkeypatc
     async def busy_then_written():
         other.execute("BEGIN IMMEDIATE")
         write = asyncio.ensure_future(ctx.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
-        await asyncio.sleep(0.01)  # the write found the lock taken and waits its turn
+        await asyncio.sleep(0)  # the write runs first, finds the lock taken and waits its turn
         other.execute("COMMIT")
         await write
 

@@ -146,7 +146,7 @@ class App:
         except SecretNotCached as miss:
             missing = miss.access_key
         if missing:  # a network database: the secret key is read off the event loop, then again
-            secret = await self.ctx.run(self.ctx.accounts.load, missing)
+            secret = await self.ctx.secret_key(missing)
             req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers,
                                                    lambda _: secret)
         _check_version(req.path)

@@ -284,17 +284,18 @@ class Tx:
         such key pair. SQLite, which holds the write lock already, answers both
         in one statement; PostgreSQL locks the pair, then the instances."""
         ids = _lookup_ids(ids)
+        if self.is_sqlite and ids:
+            values = _list_values(ids) | {"kp": keypair_id, "account": account}
+            rows = _keypair_bindings_query(len(ids)).execute(self.conn, values,
+                                                             self.driver).fetchall()
+            return _account_bindings(rows, account) if rows else None
+        if not self.lock_keypair(account, keypair_id):
+            return None
         if not ids:
-            return {} if self.lock_keypair(account, keypair_id) else None
-        if not self.is_sqlite:
-            if not self.lock_keypair(account, keypair_id):
-                return None
-            rows = _bindings_query(len(ids)).execute(self.conn, _list_values(ids),
-                                                     self.driver).fetchall()
-            return _account_bindings(rows, account)
-        values = _list_values(ids) | {"kp": keypair_id, "account": account}
-        rows = _keypair_bindings_query(len(ids)).execute(self.conn, values, self.driver).fetchall()
-        return _account_bindings(rows, account) if rows else None
+            return {}
+        rows = _bindings_query(len(ids)).execute(self.conn, _list_values(ids),
+                                                 self.driver).fetchall()
+        return _account_bindings(rows, account)
 
     def _instances(self, stmt) -> list[Instance]:
         rows = self.conn.execute(stmt).all()
@@ -324,7 +325,8 @@ class Tx:
     def bind(self, found: list[Binding], keypair_id: str | None,
              in_force_at: float | None) -> None:
         """Bind (or with None, unbind) instances read by
-        :meth:`lock_keypair_and_bindings` in this transaction; the first key in force ends password logins."""
+        :meth:`lock_keypair_and_bindings` in this transaction; the first key in
+        force ends password logins."""
         if found:
             values = _list_values([b.seq for b in found]) | {"kp": keypair_id, "at": in_force_at}
             _bind_query(len(found), in_force_at is not None).execute(self.conn, values, self.driver)
