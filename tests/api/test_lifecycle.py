@@ -102,7 +102,11 @@ def test_stop_start_reboot(c):
     iid = create(c)
     observe(c, iid, lambda: c.stop_instance(iid), "Stopping", "Stopped")
     observe(c, iid, lambda: c.start_instance(iid), "Starting", "Running")
-    observe(c, iid, lambda: c.reboot_instance(iid), "Starting", "Running")
+    answers = []
+    observe(c, iid, lambda: answers.append(c.reboot_instance(iid)), "Starting", "Running")
+    # The Go SDK decodes this body (BatchOperationResp); an empty 200 is an EOF there.
+    assert answers[0].failed_instance_id_list == []
+    assert answers[0].request_id == answers[0].metadata.bce_request_id
     observe(c, iid, lambda: c.stop_instance(iid, force_stop=True), "Stopping", "Stopped")
     # settled: repeated reads agree, and the list says the same
     assert [i.status for i in c.list_instances(instance_ids=iid).instances] == ["Stopped"]

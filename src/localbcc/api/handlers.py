@@ -100,7 +100,9 @@ async def stop_instance(ctx: Context, req: Request) -> Answer:
 
 async def reboot_instance(ctx: Context, req: Request) -> Answer:
     await ctx.run(ctx.instances.reboot, req.account, req.item_id)
-    return None
+    # The Go SDK decodes a BatchOperationResp here (bcc-instances-more.md §1):
+    # an empty body is an EOF error there for a reboot that succeeded.
+    return {"requestId": req.request_id, "failedInstanceIdList": []}
 
 
 async def rebuild_instance(ctx: Context, req: Request) -> Answer:

@@ -101,7 +101,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"instanceIds": {"type": "array", "minItems": 1, "maxItems": 100,
                                        "items": {"type": "string"}}},
     },
-    "BindAnswer": {
+    "BatchOperationResp": {
         "type": "object", "required": ["requestId", "failedInstanceIdList"],
         "properties": {"requestId": {"type": "string"},
                        "failedInstanceIdList": {"type": "array", "items": {"type": "string"}}},
@@ -207,10 +207,10 @@ OPERATIONS: dict[tuple[str, str, bool, str | None], tuple] = {
         (E.KeypairNotExist,)),
     ("PUT", "keypair", True, "attach"): (
         "attachKeypair", "Bind the key pair to instances, all or nothing (§4.6).", [],
-        "InstanceIds", "BindAnswer", (*_BIND, E.AttachAttachedKeypair)),
+        "InstanceIds", "BatchOperationResp", (*_BIND, E.AttachAttachedKeypair)),
     ("PUT", "keypair", True, "detach"): (
         "detachKeypair", "Unbind the key pair from the instances that use it.", [],
-        "InstanceIds", "BindAnswer", _BIND),
+        "InstanceIds", "BatchOperationResp", _BIND),
     ("PUT", "keypair", True, "rename"): (
         "renameKeypair", "Rename a key pair.", [], "KeypairRename", None,
         (E.KeypairNotExist, E.KeypairNameInvalid, *_JSON_BODY)),
@@ -240,7 +240,7 @@ OPERATIONS: dict[tuple[str, str, bool, str | None], tuple] = {
         "stopInstance", "Stop a Running instance.", [], "StopOptions", None,
         (E.NoSuchObject, E.StopInstanceOperationForbidden)),
     ("PUT", "instance", True, "reboot"): (
-        "rebootInstance", "Reboot a Running instance.", [], "StopOptions", None,
+        "rebootInstance", "Reboot a Running instance.", [], "StopOptions", "BatchOperationResp",
         (E.NoSuchObject, E.RebootInstanceOperationForbidden)),
     ("PUT", "instance", True, "rebuild"): (
         "rebuildInstance", "Reinstall the system from an image, with a key pair or a password.",
