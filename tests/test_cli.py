@@ -182,6 +182,8 @@ def test_default_account_is_generated_persisted_and_reused(tmp_path):
     listed = run("account", "list", env=env).stdout
     assert ak in listed and new_ak in listed
     assert sk not in listed and new_sk not in listed
+    marked = [ln.split("\t")[0] for ln in listed.splitlines() if ln.endswith("\tdefault")]
+    assert marked == [ak], listed  # the account `serve` prints, and only that one
     shown = run("account", "list", "--show-secrets", "--data-dir", str(data), env=clean_env()).stdout
     assert sk in shown and new_sk in shown
 
@@ -190,13 +192,28 @@ def test_default_account_is_generated_persisted_and_reused(tmp_path):
         again = srv.banner()
         assert (again["access key"], again["secret key"]) == (ak, sk)  # the first account stays the default
         assert srv.client(ak, sk).get_keypair(kid).keypair.name == "kept"
+        assert "the default (the oldest account); 1 other account in this database" in srv.output
+
+    # Fixed credentials on the same data directory: another account becomes the
+    # default, and the banner and `account list` say so (the first run's key
+    # pairs are not gone, they are the other account's).
+    fixed_ak, fixed_sk = "AKfixed" + os.urandom(4).hex(), "fixed-secret-" + os.urandom(4).hex()
+    port = free_port()
+    fixed_env = env | {"LOCALBCC_CREDENTIALS": f"{fixed_ak}:{fixed_sk}"}
+    with Serve(tmp_path, "--port", str(port), env=fixed_env, port=port) as srv:
+        assert srv.banner()["access key"] == fixed_ak
+        assert ("the default (the first of --credentials); 2 other accounts in this database "
+                "keep their own key pairs (localbcc account list)") in srv.output
+    listed = run("account", "list", env=fixed_env).stdout
+    marked = [ln.split("\t")[0] for ln in listed.splitlines() if ln.endswith("\tdefault")]
+    assert marked == [fixed_ak] and ak in listed, listed
 
 
 def test_env_port_banner_and_its_example_work(tmp_path):
     port = free_port()
     ak, sk = "AKbanner" + os.urandom(4).hex(), os.urandom(16).hex()
     env = clean_env(LOCALBCC_PORT=str(port), LOCALBCC_DATA_DIR=str(tmp_path / "d"),
-                    LOCALBCC_CREDENTIALS=f"{ak}:{sk},AKsecond:SKsecond", LOCALBCC_REGION="gz")
+                    LOCALBCC_CREDENTIALS=f"{ak}:{sk},AKsecond:SKsecond-0123456789", LOCALBCC_REGION="gz")
     with Serve(tmp_path, env=env, port=port) as srv:  # no --port: LOCALBCC_PORT decides
         banner = srv.banner()
         assert banner["endpoint"].endswith(f"127.0.0.1:{port}")
@@ -248,8 +265,19 @@ def test_mistakes_get_one_line_and_create_nothing(tmp_path):
              "cannot use the database URL mysql://u:***@db/x"),
             (["account", "list", "--data-dir", str(junk)], "the database refused"),
             (["serve", "--data-dir", str(junk), "--port", str(free_port())], "the database refused"),
-            (["serve", "--data-dir", str(missing), "--credentials", "a:b,a:c"],
-             "names access key 'a' twice"),
+            (["serve", "--data-dir", str(missing), "--credentials",
+              "a:secret-0123456789,a:secret-9876543210"], "names access key 'a' twice"),
+            # credentials no client could use: refused before anything is created
+            (["serve", "--data-dir", str(missing), "--credentials", "myak:mysecret"],
+             "must be 16-128 printable ASCII characters"),
+            (["serve", "--data-dir", str(missing), "--credentials", "my/ak:secret-0123456789"],
+             "access key 'my/ak' cannot sign requests"),
+            (["serve", "--data-dir", str(missing), "--credentials", "my ak:secret-0123456789"],
+             "access key 'my ak' cannot sign requests"),
+            (["account", "create", "--data-dir", str(missing), "--access-key", "a/b"],
+             "access key 'a/b' cannot sign requests"),
+            (["account", "create", "--data-dir", str(missing), "--secret-key", "short"],
+             "must be 16-128 printable ASCII characters"),
             (["serve", "--data-dir", str(missing), "--port", str(taken.getsockname()[1])],
              "cannot listen on 127.0.0.1"),
             (["serve", "--data-dir", str(missing), "--port", "70000"], "--port"),

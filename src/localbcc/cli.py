@@ -143,30 +143,55 @@ def _fail(message: str) -> None:
 
 
 @account_app.command("create")
-def account_create(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
+def account_create(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl,
+                   access_key: Optional[str] = typer.Option(
+                       None, "--access-key", help="Use this access key (default: generated)."),
+                   secret_key: Optional[str] = typer.Option(
+                       None, "--secret-key", help="Use this secret key, 16 characters or more "
+                                                 "(default: generated).")) -> None:
     """Create an account and print its access key and secret key."""
     from .clock import Clock
-    from .store.accounts import Accounts
+    from .store.accounts import Accounts, check_credentials
 
+    if access_key is not None or secret_key is not None:  # told before a database is made
+        try:
+            check_credentials(access_key or "generated", secret_key or "x" * 16, "account create")
+        except ValueError as exc:
+            _fail(str(exc))
     with _opened_store(data_dir, database_url, prepare=True) as store:
-        ak, sk = Accounts(store, Clock()).create()
+        try:
+            ak, sk = Accounts(store, Clock()).create(access_key, secret_key)
+        except ValueError as exc:
+            _fail(str(exc))
     typer.echo(f"access key  {ak}\nsecret key  {sk}")
 
 
 @account_app.command("list")
 def account_list(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl,
                  show_secrets: bool = typer.Option(False, "--show-secrets",
-                                                   help="Also print secret keys.")) -> None:
-    """List accounts (access keys; secret keys only with --show-secrets)."""
+                                                   help="Also print secret keys."),
+                 credentials: Optional[str] = typer.Option(
+                     None, envvar="LOCALBCC_CREDENTIALS", show_default=False,
+                     help="As for serve: its first account is the default.")) -> None:
+    """List accounts: access key, secret key (only with --show-secrets), creation
+    time, and `default` on the account `serve` prints (the first of --credentials,
+    else the oldest)."""
     from .clock import Clock
     from .domain.timefmt import iso
-    from .store.accounts import Accounts
+    from .store.accounts import Accounts, parse_credentials
 
     with _opened_store(data_dir, database_url, create=False) as store:
         store.check()  # reads only: an empty database is told, not given a schema
         accounts = Accounts(store, Clock()).list()
+    default = accounts[0][0] if accounts else None
+    if credentials:  # as `serve` with the same environment would choose
+        try:
+            default = parse_credentials(credentials)[0][0]
+        except ValueError as exc:
+            _fail(str(exc))
     for ak, sk, created in accounts:
-        typer.echo(f"{ak}\t{sk if show_secrets else '*' * 8}\t{iso(created)}")
+        mark = "\tdefault" if ak == default else ""
+        typer.echo(f"{ak}\t{sk if show_secrets else '*' * 8}\t{iso(created)}{mark}")
 
 
 @db_app.command("upgrade")
@@ -233,7 +258,8 @@ def db_import(file: str = typer.Argument(..., help="An export file; - for stdin.
 
 
 def _summary(counts: dict) -> str:
-    return ", ".join(f"{n} {name}" for name, n in counts.items()) or "nothing"
+    return ", ".join(f"{n} {name if n != 1 else name.removesuffix('s')}"
+                     for name, n in counts.items()) or "nothing"
 
 
 if __name__ == "__main__":  # python -m localbcc.cli

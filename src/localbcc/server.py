@@ -92,13 +92,16 @@ def configure_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
-def prepare(settings: Settings) -> tuple[str, str]:
-    """Create or check the schema and the accounts; returns the default account."""
+def prepare(settings: Settings) -> tuple[str, str, int]:
+    """Create or check the schema and the accounts; returns the default
+    account's keys and how many accounts the database holds."""
     store = open_store(settings)
     try:
         store.require_writable()
         store.prepare()
-        return Accounts(store, _clock()).ensure(settings.credentials)
+        accounts = Accounts(store, _clock())
+        access_key, secret_key = accounts.ensure(settings.credentials)
+        return access_key, secret_key, len(accounts.list())
     finally:
         store.dispose()
 
@@ -109,14 +112,19 @@ def _clock():
     return Clock()
 
 
-def banner(settings: Settings, access_key: str, secret_key: str) -> str:
+def banner(settings: Settings, access_key: str, secret_key: str, accounts: int = 1) -> str:
     endpoint = f"{settings.host}:{settings.port}"
+    which = "the first of --credentials" if settings.credentials else "the oldest account"
+    others = accounts - 1
+    more = (f"; {others} other account{'s' * (others != 1)} in this database keep their own key "
+            f"pairs (localbcc account list)" if others else "")
     return f"""localbcc is serving the BCC API
   endpoint    http://{endpoint}
   region      {settings.region}
   database    {_safe_url(settings.resolved_database_url())}
   access key  {access_key}
   secret key  {secret_key}
+  account     the default ({which}){more}
 
 Try it with bce-python-sdk:
   from baidubce.bce_client_configuration import BceClientConfiguration; from baidubce.auth.bce_credentials import BceCredentials; from baidubce.services.bcc.bcc_client import BccClient
@@ -139,14 +147,14 @@ def serve(settings: Settings) -> int:
         if settings.credentials:  # a mistake there is told before anything is created
             parse_credentials(settings.credentials)
         _check_listen(settings.host, settings.port)
-        access_key, secret_key = prepare(settings)
+        access_key, secret_key, accounts = prepare(settings)
     except SchemaMismatch as exc:
         print(f"localbcc: {exc}", file=sys.stderr)
         return 2
     except DBAPIError as exc:  # e.g. a file that is not a SQLite database
         print(f"localbcc: the database refused: {describe_error(exc)}", file=sys.stderr)
         return 2
-    print(banner(settings, access_key, secret_key), flush=True)
+    print(banner(settings, access_key, secret_key, accounts), flush=True)
     _raise_fd_limit()
     # Slow clients (docs/reliability.md): headers within header_timeout (the
     # protocol), body within body_timeout (the protocol ends it, the app says 408),

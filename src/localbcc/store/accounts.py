@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -98,9 +99,16 @@ class Accounts:
             tx.put_account(ak, sk, self.clock.now())
             return ak, sk
 
-    def create(self) -> tuple[str, str]:
-        ak, sk = new_credentials()
+    def create(self, access_key: str | None = None, secret_key: str | None = None) -> tuple[str, str]:
+        """A new account: the keys given (checked by :func:`check_credentials`),
+        else generated ones. An access key that exists is a ValueError."""
+        generated = new_credentials()
+        ak, sk = access_key or generated[0], secret_key or generated[1]
+        if access_key or secret_key:
+            check_credentials(ak, sk, "account create")
         with self.store.write() as tx:
+            if tx.secret_of(ak) is not None:
+                raise ValueError(f"account create: access key {ak!r} already exists")
             tx.put_account(ak, sk, self.clock.now())
         return ak, sk
 
@@ -109,18 +117,41 @@ class Accounts:
             return tx.list_accounts()
 
 
+#: The shortest secret key the SDKs can use: they encrypt ``adminPass`` with
+#: AES-128 keyed by its first 16 bytes (bcc-instances-more.md §4).
+MIN_SECRET_KEY = 16
+_ACCESS_KEY_RE = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no space
+_SECRET_KEY_RE = re.compile(r"[\x21-\x7e]{%d,128}" % MIN_SECRET_KEY)
+
+
+def check_credentials(access_key: str, secret_key: str, where: str) -> None:
+    """Refuse an account no client could use, before anything is stored: an
+    access key that cannot stand in a ``bce-auth-v1/{accessKeyId}/...`` header
+    (a space, a ``/``; ``,`` and ``:`` would not survive AK1:SK1,AK2:SK2), or a
+    secret key too short for the SDKs' adminPass encryption."""
+    if not _ACCESS_KEY_RE.fullmatch(access_key) or any(c in access_key for c in "/,:"):
+        raise ValueError(f"{where}: access key {access_key[:32]!r} cannot sign requests: use 1-128 "
+                         f"printable ASCII characters without spaces, '/', ',' or ':'")
+    if not _SECRET_KEY_RE.fullmatch(secret_key) or "," in secret_key:
+        raise ValueError(f"{where}: the secret key of {access_key!r} must be {MIN_SECRET_KEY}-128 "
+                         f"printable ASCII characters without spaces or ',' (the SDKs encrypt "
+                         f"adminPass with its first {MIN_SECRET_KEY} bytes)")
+
+
 def parse_credentials(text: str) -> list[tuple[str, str]]:
-    """``AK1:SK1,AK2:SK2`` → [(AK1, SK1), (AK2, SK2)]; each access key once."""
+    """``AK1:SK1,AK2:SK2`` → [(AK1, SK1), (AK2, SK2)]; each access key once,
+    each pair usable by the SDKs (:func:`check_credentials`)."""
+    where = "--credentials (LOCALBCC_CREDENTIALS)"
     pairs: dict[str, str] = {}
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
         ak, sep, sk = item.partition(":")
-        if not sep or not ak or not sk or len(ak) > 128 or len(sk) > 128:
-            raise ValueError(f"--credentials (LOCALBCC_CREDENTIALS) entry {ak or item[:8]!r}... "
-                             f"is not ACCESS_KEY:SECRET_KEY")
+        if not sep or not ak or not sk:
+            raise ValueError(f"{where} entry {ak or item[:8]!r}... is not ACCESS_KEY:SECRET_KEY")
+        check_credentials(ak, sk, where)
         if ak in pairs:  # which secret would be in force is anybody's guess
-            raise ValueError(f"--credentials (LOCALBCC_CREDENTIALS) names access key {ak!r} twice")
+            raise ValueError(f"{where} names access key {ak!r} twice")
         pairs[ak] = sk
     return list(pairs.items())
