@@ -14,6 +14,8 @@ SOURCES := $(shell find src/localbcc -name '*.py')
 setup: $(STAMP) $(BUILT)
 
 $(STAMP): pyproject.toml constraints.txt setup.py
+	@echo "localbcc: setting up $(VENV): pinned dependencies, then the request path compiled"
+	@echo "localbcc: with mypyc (about a minute the first time; later runs start at once)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
@@ -21,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt setup.py
 	touch $(STAMP) $(BUILT)
 
 $(BUILT): $(SOURCES) | $(STAMP)
+	@echo "localbcc: sources changed: compiling the request path again (about a minute)"
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/localbcc --version
 	touch $(BUILT)

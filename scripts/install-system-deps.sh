@@ -4,6 +4,11 @@ set -euo pipefail
 need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+# The other official SDKs' test suites (tests/sdk): Go builds Baidu's Go SDK from
+# source ($BCE_SDK_GO), Node runs the JavaScript SDK (npm ci in tests/sdk/js).
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # A C compiler and Python's headers: setup.py compiles the request path with mypyc.
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 python3 -c 'import os, sysconfig; exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
