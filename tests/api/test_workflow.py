@@ -90,19 +90,28 @@ def test_issue_3_workflow(server, client):
     client.delete_keypair(other)
 
 
-def readme_workflow() -> str:
-    """The Python block of the README's "Bind a key pair to instances" section."""
+def readme_workflow(server) -> str:
+    """The Python blocks of the README's "Bind a key pair to instances" section,
+    pointed at ``server`` (its endpoint and first account for the README's)."""
     text = README.read_text()
-    section = text[text.index("## Bind a key pair to instances"):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text[text.index("## Bind a key pair to instances"):text.index("## Log in to an instance")]
+    assert 'LOCALBCC_CREDENTIALS="myak:mysecretkey12345678"' in section  # the server it talks to
+    code = "\n".join(re.findall(r"```python\n(.*?)```", section, re.S))
+    ak, sk = next(iter(server.credentials.items()))
+    return (code.replace('"127.0.0.1:8080"', repr(server.endpoint))
+                .replace('"mysecretkey12345678"', repr(sk)).replace('"myak"', repr(ak)))
 
 
-def test_the_readme_example_runs_as_written(client, tmp_path, monkeypatch):
+def test_the_readme_example_runs_as_written(server, client, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # it saves deploy.pem in the working directory
-    scope = {"client": client}
-    exec(compile(readme_workflow(), str(README), "exec"), scope)
+    scope = {"__name__": "__main__"}
+    exec(compile(readme_workflow(server), str(README), "exec"), scope)
     ids, kp, other = scope["ids"], scope["kp"], scope["other"]
     assert (tmp_path / "deploy.pem").read_text().startswith("-----BEGIN")
+    assert scope["client"] is not client  # the example made its own, as a user's script does
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"deploy is bound to {[ids[1]]}",
+                       f"{kp.keypair_id} is used by {[ids[1]]}"], printed
     expect_error(404, "NoSuchObject", client.get_instance, ids[2])
     assert [client.get_instance(i).instance.keypair_id for i in ids[:2]] == ["", kp.keypair_id]
     assert [client.get_instance(i).instance.status for i in ids[:2]] == ["Running", "Running"]
