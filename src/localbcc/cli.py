@@ -51,6 +51,8 @@ def serve(
     region: str = typer.Option("bj", envvar="LOCALBCC_REGION", help="Region id shown on resources."),
     keypair_quota: int = typer.Option(500, envvar="LOCALBCC_KEYPAIR_QUOTA", min=0,
                                       help="Key pairs per account."),
+    instance_quota: int = typer.Option(200, envvar="LOCALBCC_INSTANCE_QUOTA", min=0,
+                                       help="Instances per account."),
     transition_seconds: float = typer.Option(1.0, envvar="LOCALBCC_TRANSITION_SECONDS", min=0.0,
                                              help="How long Starting/Stopping last (0 allowed)."),
     durability: str = typer.Option("normal", envvar="LOCALBCC_DURABILITY",
@@ -90,7 +92,7 @@ def serve(
     if durability not in ("normal", "full"):
         raise typer.BadParameter("must be 'normal' or 'full'", param_hint="--durability")
     settings = Settings(host=host, port=port, data_dir=data_dir, database_url=database_url,
-                        region=region, keypair_quota=keypair_quota,
+                        region=region, keypair_quota=keypair_quota, instance_quota=instance_quota,
                         transition_seconds=transition_seconds, durability=durability,
                         workers=workers, log_level=log_level, credentials=credentials,
                         db_pool_size=db_pool_size, db_max_overflow=db_max_overflow,

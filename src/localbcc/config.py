@@ -13,6 +13,7 @@ class Settings:
     database_url: str | None = None  # None: SQLite in data_dir
     region: str = "bj"
     keypair_quota: int = 500
+    instance_quota: int = 200  # instances per account (spec part 2 §7)
     transition_seconds: float = 1.0
     durability: str = "normal"  # "normal" survives a process crash, "full" also power loss
     workers: int = 1

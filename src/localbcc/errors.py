@@ -50,6 +50,7 @@ class ErrorCode(enum.Enum):
     StopInstanceOperationForbidden = (409, "The instance can be stopped only when it is Running.")
     RebootInstanceOperationForbidden = (409, "The instance can be rebooted only when it is Running.")
     InstanceStatusForbidden = (409, "The instance is in a transition; wait until it is Running or Stopped.")
+    InstanceQuotaExceedLimit = (413, "Instance number exceeds the limit.")
 
     @property
     def status(self) -> int:
@@ -83,6 +84,7 @@ _WIRE = {
     "StopInstanceOperationForbidden": "Instance.StopInstanceOperationForbidden",
     "RebootInstanceOperationForbidden": "Instance.RebootInstanceOperationForbidden",
     "InstanceStatusForbidden": "Instance.InstanceStatusForbidden",
+    "InstanceQuotaExceedLimit": "Instance.InstanceQuotaExceedLimit",
 }
 
 

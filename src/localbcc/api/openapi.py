@@ -223,7 +223,7 @@ OPERATIONS: dict[tuple[str, str, bool, str | None], tuple] = {
         "createInstance", "Create 1-100 instances; they start (Starting, then Running).",
         [_TOKEN], "InstanceCreate", "InstanceIdsAnswer",
         (*_JSON_BODY, E.NoSuchObject, E.KeypairNotExist, E.UnsupportOsType,
-         E.IdempotentParameterMismatch)),
+         E.InstanceQuotaExceedLimit, E.IdempotentParameterMismatch)),
     ("GET", "instance", False, None): (
         "listInstances", "List instances in creation order, a page at a time.",
         [_MARKER, _MAX_KEYS,

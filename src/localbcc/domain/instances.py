@@ -28,11 +28,13 @@ class SshFields(Protocol):
 
 
 class InstanceService:
-    def __init__(self, store: Store, clock: Clock, region: str, transition_seconds: float):
+    def __init__(self, store: Store, clock: Clock, region: str, transition_seconds: float,
+                 quota: int = 200):
         self.store = store
         self.clock = clock
         self.region = region
         self.transition = transition_seconds
+        self.quota = quota  # instances per account, however created (spec part 2 §7)
         self.ssh: SshFields | None = None  # set by Context
 
     # -- presentation -------------------------------------------------------------------
@@ -81,6 +83,9 @@ class InstanceService:
             stored = idempotency.replay(tx, account, "createInstance", token, digest)
             if stored is not None:
                 return stored
+            tx.lock_account(account)  # lock order: account, then key pair
+            if tx.count_instances(account) + count > self.quota:  # all or nothing
+                raise BceError(ErrorCode.InstanceQuotaExceedLimit)
             if keypair_id is not None:
                 self._keypair(tx, account, keypair_id)
             now = self.clock.now()

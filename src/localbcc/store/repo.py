@@ -184,6 +184,11 @@ class Tx:
         self.conn.execute(select(accounts.c.access_key)
                           .where(accounts.c.access_key == access_key).with_for_update())
 
+    def count_instances(self, account: str) -> int:
+        return self.conn.execute(
+            select(func.count()).select_from(instances).where(instances.c.account == account)
+        ).scalar_one()
+
     # -- key pairs -------------------------------------------------------------
 
     def count_keypairs(self, account: str) -> int:
