@@ -342,7 +342,7 @@ def test_create_requires_an_image_id(server, client):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("name", "n" * 129), ("hostname", "h" * 129), ("instanceType", "t" * 65),
+    ("name", "n" * 66), ("hostname", "h" * 65), ("instanceType", "t" * 65),
     ("zoneName", "z" * 65), ("name", "a\x00b")])
 def test_create_refuses_strings_that_do_not_fit(server, client, field, value):
     """Found by fuzzing: PostgreSQL refuses over-long or NUL-bearing text (a 500
@@ -352,6 +352,40 @@ def test_create_refuses_strings_that_do_not_fit(server, client, field, value):
                         {"imageId": image, field: value})
     assert_raw_error(reply, 400, "InappropriateJSON")
     assert field in reply.json()["message"]
+
+
+@pytest.mark.parametrize("hostname", [
+    "web\x1b]0;owned\x07", "web\x1b[2J", "a\x07b", "web\nroot@other:~#", "Web-1", "1web",
+    "web--1", "web-", "w", "w" * 65, "web_1", "web 1", "名字"])
+def test_create_refuses_hostnames_outside_the_rule(client, hostname):
+    """Issue 17: ESC, BEL and newlines reached SSH sessions' prompts and `hostname`.
+    Part 2 §6: 2-64 of [a-z0-9.-], a letter first, no two symbols in a row, none last."""
+    linux, _ = image_ids(client)
+    before = len(all_instances(client))
+    err = expect_error(400, "InappropriateJSON", client.create_instance, cpu_count=1,
+                       memory_capacity_in_gb=2, image_id=linux, hostname=hostname)
+    assert "hostname" in str(err.last_error)
+    assert len(all_instances(client)) == before
+
+
+@pytest.mark.parametrize("name", ["web\x1b[31m", "1web", "web 1", "w" * 66, "-web", "a\u202eb"])
+def test_create_refuses_names_outside_the_rule(client, name):
+    linux, _ = image_ids(client)
+    before = len(all_instances(client))
+    err = expect_error(400, "InappropriateJSON", client.create_instance, cpu_count=1,
+                       memory_capacity_in_gb=2, image_id=linux, name=name)
+    assert "name" in str(err.last_error)
+    assert len(all_instances(client)) == before
+
+
+def test_create_takes_names_and_hostnames_at_the_edges_of_the_rules(client):
+    name, host = "n" + "\u4e2d" * 62 + "e\u0301", "a" + "-b" * 31 + "c"  # NFD, kept
+    assert len(name) == 65 and len(host) == 64
+    [iid] = create_instances(client, name=name, hostname=host, wait=None)
+    inst = client.get_instance(iid).instance
+    assert (inst.name, inst.hostname) == (name, host)
+    wait_status(client, [iid], "Running")
+    client.release_instance(iid)
 
 
 def test_create_with_a_keypair(client):

@@ -302,6 +302,61 @@ def test_invalid_descriptions_everywhere(client, bad):
     assert get(client, kp.keypair_id)["description"] == "kept"
 
 
+# Issue 17: ordinary text the old rules refused. Stored and read back exactly as sent:
+# nothing is normalised (NFD stays NFD).
+TEXT_NAMES = [
+    "cafe\u0301",                          # NFD "café"
+    "caf\u00e9",                           # its composed form
+    "x\u0938\u0930\u094d\u0935\u0930",     # "सर्वर" after a Latin letter
+    "\u0e40\u0e0b\u0e34\u0e23\u0e4c\u0e1f",  # Thai with above-vowels and thanthakhat
+]
+TEXT_DESCRIPTIONS = [
+    "\u65e5\u672c\u3000\u6771\u4eac",      # U+3000, what CJK input methods type as a space
+    "no\u00a0break",
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # a ZWJ sequence: one family emoji
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian with ZWNJ
+    "cafe\u0301 \u0938\u0930\u094d\u0935\u0930",
+]
+
+
+@pytest.mark.parametrize("text", TEXT_NAMES)
+def test_names_with_combining_marks_are_kept_as_sent(client, text):
+    kp = client.create_keypair(keypair_name=text).keypair
+    assert get(client, kp.keypair_id)["name"] == text
+    imported = client.import_keypair(keypair_name=text, public_key=ed25519_line()).keypair
+    assert get(client, imported.keypair_id)["name"] == text
+    renamed = text + "\u0301"  # one more mark on the last letter
+    client.rename_keypair(kp.keypair_id, renamed)
+    assert get(client, kp.keypair_id)["name"] == renamed
+    assert [k["keypairId"] for k in listed(client, name=renamed)] == [kp.keypair_id]
+
+
+@pytest.mark.parametrize("text", TEXT_DESCRIPTIONS)
+def test_descriptions_take_any_printable_text_as_sent(client, text):
+    kp = client.create_keypair(keypair_name=name(), keypair_desc=text).keypair
+    assert get(client, kp.keypair_id)["description"] == text
+    imported = client.import_keypair(keypair_name=name(), keypair_desc=text,
+                                     public_key=ed25519_line()).keypair
+    assert get(client, imported.keypair_id)["description"] == text
+    client.update_keypair_desc(kp.keypair_id, "x")
+    client.update_keypair_desc(kp.keypair_id, text)
+    assert get(client, kp.keypair_id)["description"] == text
+
+
+@pytest.mark.parametrize("bad", ["\u202eevil", "a\u2066b", "esc\x1b[2J", "c1\x9b"])
+def test_bidi_controls_and_c1_controls_are_refused_in_descriptions(client, bad):
+    expect(*DESC_INVALID, client.create_keypair, keypair_name=name(), keypair_desc=bad)
+    kp = client.import_keypair(keypair_name=name(), keypair_desc="kept",
+                               public_key=ed25519_line()).keypair
+    expect(*DESC_INVALID, client.update_keypair_desc, kp.keypair_id, bad)
+    assert get(client, kp.keypair_id)["description"] == "kept"
+
+
+@pytest.mark.parametrize("bad", ["\u0301a", "a1\u0301", "a\u200db", "a\u202eb"])
+def test_marks_on_nothing_but_a_letter_are_still_refused_in_names(client, bad):
+    expect(*NAME_INVALID, client.create_keypair, keypair_name=bad)
+
+
 def test_missing_null_or_wrongly_typed_fields_are_inappropriate_json(client):
     kp = client.import_keypair(keypair_name=name(), public_key=ed25519_line()).keypair
     item = b"/keypair/" + kp.keypair_id.encode()

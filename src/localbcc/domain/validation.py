@@ -4,13 +4,24 @@ from __future__ import annotations
 import re
 import secrets
 import string
+import unicodedata
 from typing import Any
 
 from ..errors import BceError, ErrorCode, inappropriate
 
-# A letter (any script, CJK included) first; then letters, digits, CJK, - _ / .
-_NAME_RE = re.compile(r"^[^\W\d_][\w\-/.]{0,64}$")
 _ID_ALPHABET = string.ascii_letters + string.digits
+_ID_RE = re.compile(r"[A-Za-z0-9]{8}")
+NAME_MAX = 65
+DESCRIPTION_MAX = 140
+_NAME_SYMBOLS = frozenset("-_/.")
+_MARKS = frozenset({"Mn", "Mc", "Me"})
+#: Bidirectional embedding, override and isolate controls: they reorder what a
+#: reader sees (text disguised as other text), so no description may hold them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: §6 of bcc-instances-more.md: a lower-case letter, then letters, digits and single
+#: ``-`` or ``.`` between them (never two in a row, never last).
+_HOSTNAME_RE = re.compile(r"[a-z](?:[-.]?[a-z0-9])+")
+HOSTNAME_MIN, HOSTNAME_MAX = 2, 64
 MAX_KEYS_DEFAULT = 1000
 MAX_IDS = 100  # instances named in one attach or detach body
 MAX_FILTER_IDS = 1000  # instances named in the instanceIds filter of a list
@@ -55,9 +66,62 @@ def optional_int(body: dict, field: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+# -- the rules, as predicates (the API below, and `db import`, use these) ------------
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """An id :func:`new_id` could have made: ``prefix`` and 8 of [A-Za-z0-9]."""
+    return value.startswith(prefix) and _ID_RE.fullmatch(value, len(prefix)) is not None
+
+
+def is_name(value: str) -> bool:
+    """The name rule of key pairs (spec §4.3) and instances (part 2 §6): 1–65
+    characters; a letter first, then letters, digits, CJK, ``-``, ``_``, ``/``,
+    ``.``. A letter may carry combining marks (Mn, Mc, Me): NFD "café" and
+    "सर्वर" are names as much as their composed forms; a mark after anything
+    else is not. Letters and digits are those of any script (``str.isalpha``,
+    ``str.isalnum``; CJK ideographs are letters)."""
+    if not 1 <= len(value) <= NAME_MAX or not value[0].isalpha():
+        return False
+    after_letter = True
+    for ch in value[1:]:
+        if unicodedata.category(ch) in _MARKS:
+            if not after_letter:
+                return False
+            continue  # a mark keeps the letter it sits on a letter
+        after_letter = ch.isalpha()
+        if not (after_letter or ch.isalnum() or ch in _NAME_SYMBOLS):
+            return False
+    return True
+
+
+def is_text(value: str, max_len: int = DESCRIPTION_MAX) -> bool:
+    """Free text such as a description: at most ``max_len`` characters, none of
+    them a control character (Cc: NUL, ESC, BEL, newlines...), a lone surrogate
+    (Cs) or a bidirectional embedding/override/isolate control. Everything else,
+    joiners, combining marks and any kind of space included, is text, stored as
+    sent (nothing is normalised)."""
+    if len(value) > max_len:
+        return False
+    for ch in value:
+        if ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs"):
+            return False
+    return True
+
+
+def is_hostname(value: str) -> bool:
+    """Part 2 §6: 2–64 characters of lower-case letters, digits, ``-`` and ``.``,
+    a letter first, no two symbols in a row, not ending with a symbol."""
+    return (HOSTNAME_MIN <= len(value) <= HOSTNAME_MAX
+            and _HOSTNAME_RE.fullmatch(value) is not None)
+
+
+# -- fields of request bodies -------------------------------------------------------------
+
+
 def keypair_name(body: dict, field: str = "name") -> str:
     name = required_str(body, field)
-    if not _NAME_RE.match(name) or not name.isprintable():
+    if not is_name(name):
         raise BceError(ErrorCode.KeypairNameInvalid)
     return name
 
@@ -68,8 +132,28 @@ def keypair_description(body: dict, field: str = "description") -> str:
         return ""
     if not isinstance(value, str):
         raise inappropriate(field, "must be a string")
-    if len(value) > 140 or not value.isprintable():
+    if not is_text(value):
         raise BceError(ErrorCode.KeypairDescriptionInvalid)
+    return value
+
+
+def instance_name(body: dict, field: str = "name") -> str | None:
+    """An instance's optional ``name`` (part 2 §6); None when absent or ``""`` (the
+    Go SDK sends zero values)."""
+    value = optional_str(body, field) or None
+    if value is not None and not is_name(value):
+        raise inappropriate(field, f"must be 1-{NAME_MAX} characters: a letter first, then "
+                                   f"letters, digits, CJK characters, '-', '_', '/' or '.'")
+    return value
+
+
+def hostname(body: dict, field: str = "hostname") -> str | None:
+    """An instance's optional ``hostname`` (part 2 §6); None when absent or ``""``."""
+    value = optional_str(body, field) or None
+    if value is not None and not is_hostname(value):
+        raise inappropriate(field, f"must be {HOSTNAME_MIN}-{HOSTNAME_MAX} characters of "
+                                   f"lower-case letters, digits, '-' and '.', starting with a "
+                                   f"letter, with no two symbols in a row and no symbol last")
     return value
 
 
