@@ -207,6 +207,25 @@ def test_import_bad_public_key_text(client, text):
     expect(*FORMAT_INVALID, client.import_keypair, keypair_name=name(), public_key=text)
 
 
+def _rsa_line(n: int, e: int = 65537) -> str:
+    """An ssh-rsa line for any modulus, written by hand (no key generation)."""
+    def mpint(v: int) -> bytes:
+        raw = v.to_bytes((v.bit_length() + 8) // 8, "big")
+        return len(raw).to_bytes(4, "big") + raw
+    blob = (7).to_bytes(4, "big") + b"ssh-rsa" + mpint(e) + mpint(n)
+    return "ssh-rsa " + base64.b64encode(blob).decode()
+
+
+def test_import_refuses_rsa_keys_openssh_cannot_use(client):
+    """Issue 17: over 16384 bits, an even modulus, under 1024 bits: no SSH client or
+    server could use them. The bounds themselves are fine."""
+    for n in ((1 << 16384) | 3, (1 << 2047) | 2, (1 << 1022) | 3):
+        expect(*FORMAT_INVALID, client.import_keypair, keypair_name=name(), public_key=_rsa_line(n))
+    for n in ((1 << 16383) | 3, (1 << 1023) | 3):
+        line = _rsa_line(n)
+        assert client.import_keypair(keypair_name=name(), public_key=line).keypair.public_key == line
+
+
 def test_import_refuses_private_truncated_double_and_mismatched_keys(client):
     private = rsa.generate_private_key(65537, 1024)
     private_pem = private.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.TraditionalOpenSSL,

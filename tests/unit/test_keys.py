@@ -228,6 +228,13 @@ def _small_rsa_line(bits: int) -> str:
     return _openssh(rsa.RSAPublicNumbers(65537, n).public_key())
 
 
+def _rsa_blob_line(e: int, n: int) -> str:
+    """An ssh-rsa line written by hand, for moduli cryptography would not build for us."""
+    def mpint(v: int) -> bytes:
+        return _ssh_string(v.to_bytes((v.bit_length() + 8) // 8, "big"))
+    return _line_of(_ssh_string(b"ssh-rsa") + mpint(e) + mpint(n))
+
+
 def _padded_mpint_rsa_line() -> str:
     """ssh-rsa blob whose modulus mpint carries a superfluous leading zero byte."""
     nums = PUBLIC["rsa2048"].public_numbers()
@@ -295,6 +302,11 @@ REJECTED = {
     "pem then line": _pem(PUBLIC["p256"]) + ED,
     "rsa 512": _small_rsa_line(512),
     "rsa 1023": _small_rsa_line(1023),
+    # issue 17: keys OpenSSH can never use
+    "rsa 16385": _small_rsa_line(16385),
+    "rsa 16385 pem": _pem(rsa.RSAPublicNumbers(65537, (1 << 16384) | 0x10001).public_key()),
+    "rsa even modulus": _rsa_blob_line(65537, (1 << 2047) | 0x10000),
+    "rsa even modulus pem": _pem(rsa.RSAPublicNumbers(65537, (1 << 2047) | 2).public_key()),
     "rsa 512 pem": _pem(rsa.RSAPublicNumbers(65537, (1 << 511) | 1).public_key()),
     "sk ed25519": _line_of(_sk_ed25519_blob()),
     "sk ed25519 declared as ed25519": _line_of(_sk_ed25519_blob(), "ssh-ed25519"),
@@ -337,6 +349,16 @@ def test_rejected(text: str) -> None:
 @pytest.mark.parametrize("value", [None, 42, b"ssh-rsa AAAA"])
 def test_non_string_rejected(value) -> None:
     _rejected(value)
+
+
+def test_rsa_sizes_openssh_accepts_are_the_bounds() -> None:
+    """1024 and 16384 bits pass (and so do odd sizes between); 1023 and 16385 do not."""
+    for bits in (1024, 1025, 4097, 16384):
+        assert parse_public_key(_small_rsa_line(bits)).bits == bits
+        assert parse_public_key(_rsa_blob_line(65537, (1 << (bits - 1)) | 3)).bits == bits
+    for bits in (1023, 16385, 20000):
+        _rejected(_small_rsa_line(bits))
+    _rejected(_rsa_blob_line(65537, (1 << 4095) | 2))
 
 
 def test_limit_is_16_kib() -> None:

@@ -11,6 +11,8 @@ Decisions:
 * The key parts must be ASCII; a comment may hold any printable text and is
   kept with its whitespace runs collapsed to single spaces. A comment that
   itself contains another key blob counts as "two keys" and is rejected.
+* ``ssh-rsa`` moduli must be odd and of 1024 to 16384 bits, as OpenSSH
+  requires: a key no SSH client or server could use is refused at import.
 * ``ssh-dss`` blobs are decoded here (cryptography deprecates SSH DSA and
   warns on every use) and validated through ``DSAPublicNumbers``, which only
   admits 1024/2048/3072/4096-bit ``p``.
@@ -33,7 +35,11 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from localbcc.errors import BceError, ErrorCode
 
 MAX_INPUT_BYTES = 16 * 1024
+#: RSA moduli OpenSSH can use: sshkey.c refuses fewer than 1024 bits
+#: (SSH_RSA_MINIMUM_MODULUS_SIZE) and more than 16384 (SSHBUF_MAX_BIGNUM), and an
+#: even modulus is no RSA key at all. A key OpenSSH would refuse is refused here.
 MIN_RSA_BITS = 1024
+MAX_RSA_BITS = 16384
 SUPPORTED_TYPES = frozenset(
     {
         "ssh-rsa",
@@ -192,7 +198,7 @@ def _loaded_bits(key_type: str, blob: bytes) -> int:
     if again != line:
         raise _invalid()
     if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < MIN_RSA_BITS:
+        if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS or key.public_numbers().n % 2 == 0:
             raise _invalid()
         return key.key_size
     if isinstance(key, ec.EllipticCurvePublicKey):
