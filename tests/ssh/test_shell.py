@@ -1,5 +1,6 @@
-"""The built-in shell, without a network: every command, chaining, quoting,
-exit statuses, and what it refuses."""
+"""The built-in shell: every command, chaining, quoting, scripts of several
+lines, exit statuses and what it refuses; first without a network, then
+through the stock OpenSSH client against a real server."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +9,8 @@ import pytest
 
 from localbcc.domain.images import get_image
 from localbcc.ssh.shell import ExitShell, Shell
+
+from .helpers import create, import_key, known_hosts, new_key, openssh, wait_status
 
 OS_RELEASE = get_image("m-Ubt2204a").os_release
 
@@ -91,3 +94,58 @@ def test_no_key_in_force_means_an_empty_authorized_keys():
 
 def test_the_prompt():
     assert new_shell().prompt == "root@web-1:~# "
+
+
+# -- several lines in one command (`ssh host $'cmd1\ncmd2'`) ----------------------------
+
+@pytest.mark.parametrize("script,expected", [
+    ("whoami\nhostname", (0, "root\nweb-1\n", "")),
+    ("hostname\nfalse", (1, "web-1\n", "")),  # the last command's status
+    ("false\ntrue", (0, "", "")),
+    ("false\n\n   \n# a comment\n", (1, "", "")),  # blank lines and comments change nothing
+    ("\n\nwhoami\n\n", (0, "root\n", "")),
+    ("echo a # c\necho b", (0, "a\nb\n", "")),  # a comment ends at its line
+    ("false\necho $?", (0, "1\n", "")),
+    ("nope\nwhoami", (0, "root\n", "nope: command not found\n")),
+    ("echo x | y\nwhoami", (0, "root\n", "-bash: '|': pipes, redirections and jobs are not "
+                                         "supported here\n")),
+    ("echo 'a\nb'\nwhoami", (0, "a\nb\nroot\n", "")),  # a newline in quotes is a newline
+    ("echo \"a\n\nb\" c", (0, "a\n\nb c\n", "")),
+    ("echo a\\\nb\nwhoami", (0, "ab\nroot\n", "")),  # backslash-newline goes on
+    ("false &&\nwhoami\necho next", (0, "next\n", "")),  # so does a trailing && or ||
+    ("false ||\n\nwhoami", (0, "root\n", "")),
+    ("whoami; false\ntrue && hostname", (0, "root\nweb-1\n", "")),
+    ("whoami\necho 'oops", (2, "root\n", "-bash: syntax error: No closing quotation\n")),
+    ("whoami\r\nhostname\r\n", (0, "root\nweb-1\n", "")),  # CRLF lines too
+])
+def test_each_line_runs_in_order(script, expected):
+    assert run(script) == expected
+
+
+@pytest.mark.parametrize("script,status", [("whoami\nexit 4\nhostname", 4),
+                                           ("false\nexit\nwhoami", 1),
+                                           ("true\nexit 3; hostname\nwhoami", 3)])
+def test_exit_stops_a_script_there(script, status):
+    out: list[str] = []
+    with pytest.raises(ExitShell) as done:
+        asyncio.run(new_shell().run(script, out.append, out.append))
+    assert done.value.status == status
+    assert "".join(out) in ("root\n", "")  # nothing after the exit ran
+    assert "web-1" not in "".join(out)
+
+
+# -- through a real server ---------------------------------------------------------------
+
+def test_a_command_of_several_lines_over_openssh(sdk, tmp_path):
+    key = new_key(tmp_path, "lines")
+    [iid] = create(sdk, key_pair_id=import_key(sdk, key, "lines"), hostname="multi")
+    inst = wait_status(sdk, iid)
+    kh = known_hosts(tmp_path, inst)
+
+    def sh(command):
+        r = openssh(inst, key, command, kh=kh)
+        return r.returncode, r.stdout, r.stderr
+
+    assert sh("whoami\nhostname\n\nfalse") == (1, "root\nmulti\n", "")
+    assert sh("whoami\nexit 4\nhostname") == (4, "root\n", "")
+    assert sh("nope\nfalse ||\n  echo 'a\nb'") == (0, "a\nb\n", "nope: command not found\n")

@@ -2,9 +2,13 @@
 instance's own data. It never runs a host command and never opens a host
 file; every answer below is computed from the instance row and its image.
 
-Command lines may chain commands with ``;``, ``&&`` and ``||``; quoting works
-as in sh. Pipes, redirections and background jobs are refused (status 2).
-Anything unknown says ``<cmd>: command not found`` with status 127.
+A command (``ssh host 'cmd'``) may hold several lines, run one after the other
+as sh would: a line that ends inside quotes, after a backslash, ``&&`` or
+``||`` goes on on the next one; the status is the last command's, and
+``exit`` stops there. Command lines may chain commands with ``;``, ``&&`` and
+``||``; quoting works as in sh. Pipes, redirections and background jobs are
+refused (status 2). Anything unknown says ``<cmd>: command not found`` with
+status 127.
 """
 from __future__ import annotations
 
@@ -37,17 +41,34 @@ class Shell:
     def prompt(self) -> str:
         return f"root@{self.hostname}:~# "
 
-    async def run(self, line: str, out: Write, err: Write) -> int:
-        """Run one command line; raises :class:`ExitShell` on ``exit``."""
-        try:
-            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-            lexer.whitespace_split = True
-            lexer.commenters = "#"
-            tokens = list(lexer)
-        except ValueError as exc:  # unbalanced quotes
-            err(f"-bash: syntax error: {exc}\n")
-            self.status = 2
-            return self.status
+    async def run(self, script: str, out: Write, err: Write) -> int:
+        """Run every command of ``script``, line after line; returns the last
+        one's status. Raises :class:`ExitShell` on ``exit`` (later lines do
+        not run)."""
+        lines = script.split("\n")
+        pending = ""
+        for n, line in enumerate(lines, 1):
+            source = pending + line
+            pending = ""
+            more = n < len(lines)
+            try:
+                tokens = _tokens(source)
+            except ValueError as exc:
+                if more and str(exc) == "No escaped character":  # a backslash-newline
+                    pending = source[:-1]
+                elif more and str(exc) == "No closing quotation":  # a newline in quotes
+                    pending = source + "\n"
+                else:
+                    err(f"-bash: syntax error: {exc}\n")
+                    self.status = 2
+                continue
+            if more and tokens and tokens[-1] in ("&&", "||"):
+                pending = source + "\n"
+                continue
+            await self._run_tokens(tokens, out, err)
+        return self.status
+
+    async def _run_tokens(self, tokens: list[str], out: Write, err: Write) -> None:
         commands: list[tuple[str | None, list[str]]] = [(None, [])]
         for token in tokens:
             if token in (";", "&&", "||"):
@@ -55,7 +76,7 @@ class Shell:
             elif token in _UNSUPPORTED or (token and set(token) <= set("|&<>();")):
                 err(f"-bash: '{token}': pipes, redirections and jobs are not supported here\n")
                 self.status = 2
-                return self.status
+                return
             else:
                 commands[-1][1].append(token)
         for joiner, argv in commands:
@@ -63,7 +84,6 @@ class Shell:
                 continue
             if argv:
                 self.status = await self._command(argv, out, err)
-        return self.status
 
     async def _command(self, argv: list[str], out: Write, err: Write) -> int:
         argv = [str(self.status) if a == "$?" else a for a in argv]
@@ -133,3 +153,12 @@ class Shell:
                 err(f"cat: {path}: No such file or directory\n")
                 status = 1
         return status
+
+
+def _tokens(line: str) -> list[str]:
+    """The words and operators of a command line, as sh splits them; raises
+    ValueError when a quote is left open or the line ends in a backslash."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    return list(lexer)
