@@ -1,16 +1,19 @@
 """The built-in shell: every command, chaining, quoting, scripts of several
-lines, exit statuses and what it refuses; first without a network, then
-through the stock OpenSSH client against a real server."""
+lines, exit statuses, what it refuses, and that stored values reach a terminal
+escaped; first without a network, then through the stock OpenSSH client and
+paramiko against a real server."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from localbcc.domain.images import get_image
 from localbcc.ssh.shell import ExitShell, Shell
+from localbcc.ssh.terminal import printable
 
-from .helpers import create, import_key, known_hosts, new_key, openssh, wait_status
+from .helpers import create, import_key, known_hosts, new_key, openssh, pconnect, wait_status
 
 OS_RELEASE = get_image("m-Ubt2204a").os_release
 
@@ -134,6 +137,38 @@ def test_exit_stops_a_script_there(script, status):
     assert "web-1" not in "".join(out)
 
 
+# -- stored values never reach a terminal raw -----------------------------------------
+
+def test_printable_escapes_controls_and_keeps_unicode():
+    assert printable("web-1") == "web-1"
+    assert printable("主机-1 café") == "主机-1 café"
+    assert printable("a\x1b]0;pwned\x07b\nc\rd\te\x7ff\x9bg\u202eh\x00") == (
+        "a\\x1b]0;pwned\\x07b\\nc\\rd\\te\\x7ff\\x9bg\\u202eh\\x00")
+    assert printable("back\\slash 'q' \"dq\"") == "back\\slash 'q' \"dq\""
+
+
+EVIL = "evil\x1b[2J\x07\nroot@fake:~# \x9b31m"
+EVIL_SHOWN = "evil\\x1b[2J\\x07\\nroot@fake:~# \\x9b31m"
+
+
+@pytest.mark.parametrize("command", ["hostname", "uname -n", "uname -a", "cat /etc/hostname",
+                                     "cat ~/.ssh/authorized_keys"])
+def test_stored_values_are_printed_escaped(command):
+    shell = Shell(EVIL, OS_RELEASE, "x86_64", _keys(f"ssh-ed25519 AAAA {EVIL}\n"))
+    status, out, err = run(command, shell=shell)
+    assert status == 0 and err == "" and EVIL_SHOWN in out
+    assert out.count("\n") == 1 and out.endswith("\n")
+    assert not any(ch in out for ch in "\x1b\x07\x9b\r")
+    assert EVIL_SHOWN in shell.prompt and shell.prompt.isprintable()
+
+
+def _keys(text: str):
+    async def authorized_keys() -> str:
+        return text
+
+    return authorized_keys
+
+
 # -- through a real server ---------------------------------------------------------------
 
 def test_a_command_of_several_lines_over_openssh(sdk, tmp_path):
@@ -149,3 +184,54 @@ def test_a_command_of_several_lines_over_openssh(sdk, tmp_path):
     assert sh("whoami\nhostname\n\nfalse") == (1, "root\nmulti\n", "")
     assert sh("whoami\nexit 4\nhostname") == (4, "root\n", "")
     assert sh("nope\nfalse ||\n  echo 'a\nb'") == (0, "a\nb\n", "nope: command not found\n")
+
+
+#: What an API caller could store before hostnames were checked (or through
+#: `db import`): a screen clear, a window-title sequence ended by BEL, a fake
+#: prompt on a new line, a C1 CSI, and CJK that must stay as it is.
+HOSTILE = "web-主机\x1b[2J\x1b]0;owned\x07\nroot@other:~# \x9b31m"
+HOSTILE_SHOWN = "web-主机\\x1b[2J\\x1b]0;owned\\x07\\nroot@other:~# \\x9b31m"
+RAW = ("\x1b", "\x07", "\x9b")
+
+
+def store_hostile_values(server, iid: str, kp: str, public: str) -> None:
+    """Write the hostname and the key's comment straight into the database, as
+    an old database or `db import` could hold them (the API refuses them)."""
+    engine = create_engine(server.database())
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE instances SET hostname = :h WHERE id = :i"),
+                         {"h": HOSTILE, "i": iid})
+            conn.execute(text("UPDATE keypairs SET public_key = :k WHERE id = :i"),
+                         {"k": f"{public} ops{HOSTILE}", "i": kp})
+    finally:
+        engine.dispose()
+
+
+def test_stored_control_characters_never_reach_the_terminal(ssh_server, sdk, tmp_path):
+    key = new_key(tmp_path, "esc")
+    kp = import_key(sdk, key, "esc")
+    [iid] = create(sdk, key_pair_id=kp, hostname="esc")
+    inst = wait_status(sdk, iid)
+    blob_line = " ".join(key.public.split()[:2])
+    store_hostile_values(ssh_server, iid, kp, blob_line)
+    kh = known_hosts(tmp_path, inst)
+
+    r = openssh(inst, key, "hostname\nuname -n\ncat /etc/hostname ~/.ssh/authorized_keys", kh=kh)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == f"{HOSTILE_SHOWN}\n" * 3 + f"{blob_line} ops{HOSTILE_SHOWN}\n"
+    assert not any(ch in r.stdout for ch in RAW)
+
+    with pconnect(inst, key) as client:  # the banner and the prompt, on a terminal
+        chan = client.invoke_shell(term="xterm")
+        chan.settimeout(10)
+        received = b""
+        prompt = f"root@{HOSTILE_SHOWN}:~# ".encode()
+        while prompt not in received:
+            chunk = chan.recv(4096)
+            assert chunk, f"channel closed; got {received!r}"
+            received += chunk
+        shown = received.decode()
+        assert f"This is {HOSTILE_SHOWN}, a localbcc instance" in shown
+        assert not any(ch in shown for ch in RAW)
+        assert shown.replace("\r", "").count("\n") == 4  # the banner's own lines only

@@ -14,6 +14,7 @@ from ..domain.models import Instance
 from ..domain.passwords import check_password
 from . import hostkeys
 from .shell import ExitShell, Shell
+from .terminal import printable
 
 log = logging.getLogger("localbcc.ssh")
 USER = "root"
@@ -129,7 +130,7 @@ async def _serve(service: Any, process: asyncssh.SSHServerProcess) -> None:
                 status = done.status
             process.exit(status)
             return
-        out(_BANNER.format(hostname=session.hostname, image=image.name))
+        out(_BANNER.format(hostname=printable(session.hostname), image=printable(image.name)))
         while True:
             out(shell.prompt)
             try:

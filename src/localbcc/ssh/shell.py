@@ -9,11 +9,16 @@ as sh would: a line that ends inside quotes, after a backslash, ``&&`` or
 ``||``; quoting works as in sh. Pipes, redirections and background jobs are
 refused (status 2). Anything unknown says ``<cmd>: command not found`` with
 status 127.
+
+Stored values it prints (the hostname, the key's comment) go through
+:func:`terminal.printable`: no control character of theirs reaches a terminal.
 """
 from __future__ import annotations
 
 import shlex
 from typing import Awaitable, Callable
+
+from .terminal import printable
 
 Write = Callable[[str], None]
 
@@ -31,6 +36,7 @@ class ExitShell(Exception):
 class Shell:
     def __init__(self, hostname: str, os_release: str, arch: str,
                  authorized_keys: Callable[[], Awaitable[str]]):
+        """``authorized_keys`` reads the key in force, ``"<key>\\n"``, or ``""``."""
         self.hostname = hostname
         self.os_release = os_release
         self.arch = arch
@@ -39,7 +45,7 @@ class Shell:
 
     @property
     def prompt(self) -> str:
-        return f"root@{self.hostname}:~# "
+        return f"root@{printable(self.hostname)}:~# "
 
     async def run(self, script: str, out: Write, err: Write) -> int:
         """Run every command of ``script``, line after line; returns the last
@@ -92,7 +98,7 @@ class Shell:
             if any(not a.startswith("-") for a in args):
                 err("hostname: you must be root to change the host name\n")
                 return 1
-            out(self.hostname + "\n")
+            out(printable(self.hostname) + "\n")
         elif name == "whoami":
             out("root\n")
         elif name == "id":
@@ -124,7 +130,7 @@ class Shell:
         return 0
 
     def _uname(self, args: list[str], out: Write, err: Write) -> int:
-        parts = {"s": "Linux", "n": self.hostname, "r": KERNEL,
+        parts = {"s": "Linux", "n": printable(self.hostname), "r": KERNEL,
                  "v": "#1 SMP PREEMPT_DYNAMIC localbcc", "m": self.arch, "p": self.arch,
                  "i": self.arch, "o": "GNU/Linux"}
         wanted: list[str] = []
@@ -146,9 +152,10 @@ class Shell:
             if path in _OS_RELEASE:
                 out(self.os_release)
             elif path == "/etc/hostname":
-                out(self.hostname + "\n")
+                out(printable(self.hostname) + "\n")
             elif path in _AUTHORIZED_KEYS:
-                out(await self._authorized_keys())
+                key = (await self._authorized_keys()).removesuffix("\n")  # one key at most
+                out(printable(key) + "\n" if key else "")
             else:
                 err(f"cat: {path}: No such file or directory\n")
                 status = 1
