@@ -473,6 +473,61 @@ def test_quota_counts_create_and_import_per_account(fresh_server):
     assert [k["name"] for k in listed(c)] == ["b", "c", "g"]
 
 
+def test_a_full_account_or_a_replay_generates_no_key(tmp_path, monkeypatch):
+    """Issue 17: an over-quota create spent ~0.2 s generating an RSA key it then threw
+    away. In process (the handler, its Context, a spy on the generator): a create the
+    quota refuses, or a replayed clientToken, answers without generating one."""
+    import asyncio
+
+    from localbcc.api import handlers
+    from localbcc.api.context import Context
+    from localbcc.api.request import Request
+    from localbcc.clock import FakeClock
+    from localbcc.config import Settings
+    from localbcc.domain.keypairs import KeypairService
+    from localbcc.errors import BceError, ErrorCode
+    from localbcc.store.accounts import Accounts
+    from localbcc.store.db import Store, sqlite_url
+
+    generated = []
+    real = KeypairService.generate
+    monkeypatch.setattr(KeypairService, "generate",
+                        staticmethod(lambda: generated.append(1) or real()))
+    store = Store(sqlite_url(tmp_path))
+    store.prepare()
+    ak, _ = Accounts(store, FakeClock()).ensure("AKquota:SKquota0123456789")
+    ctx = Context(Settings(ssh=False, keypair_quota=2), store, FakeClock())
+
+    def create(kp_name: str, token: str | None = None):
+        query = {"clientToken": token} if token else {}
+        req = Request("POST", "/v2/keypair", query, "req-1", ak,
+                      body=json.dumps({"name": kp_name}).encode())
+        return asyncio.run(handlers.create_keypair(ctx, req))
+
+    try:
+        first = create("a", token="t-1")["keypair"]
+        assert first["privateKey"] and len(generated) == 1
+        create("b")
+        assert len(generated) == 2
+        with pytest.raises(BceError) as info:
+            create("c")
+        assert info.value.code is ErrorCode.KeypairQuotaExceedLimit
+        assert len(generated) == 2  # refused before generating
+        replay = create("a", token="t-1")["keypair"]  # a replay needs no room, and no key
+        assert replay == {k: v for k, v in first.items() if k != "privateKey"}
+        assert len(generated) == 2
+        # The check in the transaction still holds when the last place went meanwhile.
+        ctx.keypairs.quota = 3
+        assert ctx.keypairs.before_create(ak, "d", "", None) is None
+        ctx.keypairs.import_(ak, {"name": "e", "publicKey": ed25519_line()}, None)
+        with pytest.raises(BceError) as info:
+            ctx.keypairs.create(ak, "d", "", None, real())
+        assert info.value.code is ErrorCode.KeypairQuotaExceedLimit
+    finally:
+        ctx.close()
+        store.dispose()
+
+
 # -- clientToken idempotency (§6) ---------------------------------------------------------------
 
 def test_create_with_client_token_replays_without_private_key(server, client):

@@ -16,6 +16,10 @@ Answer = dict[str, Any] | None
 async def create_keypair(ctx: Context, req: Request) -> Answer:
     name, description = ctx.keypairs.parse_create(req.json())
     token = validation.client_token(req.param("clientToken"))
+    # A replay or a full account answers without the key that would be thrown away.
+    answered = await ctx.run(ctx.keypairs.before_create, req.account, name, description, token)
+    if answered is not None:
+        return answered
     generated = await ctx.offload(ctx.keypairs.generate)  # RSA generation is CPU-heavy
     return await ctx.run(ctx.keypairs.create, req.account, name, description, token, generated)
 
