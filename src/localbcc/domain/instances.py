@@ -167,7 +167,8 @@ class InstanceService:
     def rebuild(self, account: str, secret_key: str, instance_id: str, body: Any) -> None:
         body = validation.body_object(body)
         image = get_image(validation.required_str(body, "imageId"))
-        keypair_id = validation.optional_str(body, "keypairId")
+        # The Go SDK always sends "keypairId" (no omitempty): "" means none (spec part 2 §2).
+        keypair_id = validation.optional_str(body, "keypairId") or None
         cipher_pass = validation.optional_str(body, "adminPass")
         if keypair_id is not None and not image.is_linux:
             raise BceError(ErrorCode.UnsupportOsType)
