@@ -11,14 +11,19 @@ import http.client
 import resource
 import signal
 import socket
+import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
 
 from localbcc.auth import format_timestamp, sign
+
+from .. import server as test_server
+from ..ssh.helpers import banner
 
 from .helpers import (
     assert_envelope,
@@ -337,3 +342,82 @@ def test_ten_thousand_keypairs_page_back_exactly(fresh_server):
     assert len(ids) == len(set(ids)) == n  # no duplicates, nothing missing
     assert {i: (name, pk) for i, name, pk in seen} == imported
     assert {pk.split()[1] for _, _, pk in seen} == {k.split()[1] for k in keys}
+
+
+# -- descriptors: instances and SSH connections cannot use them all up (issue 17 item 1) --------
+
+#: Runs `localbcc` with an open-file limit of NOFILE, soft and hard (the
+#: server raises its soft limit to the hard one: both must be low).
+NOFILE = 256
+_LOW_NOFILE = ("import resource, runpy, sys; "
+               f"resource.setrlimit(resource.RLIMIT_NOFILE, ({NOFILE}, {NOFILE})); "
+               "sys.argv[0] = 'localbcc'; runpy.run_module('localbcc.cli', run_name='__main__')")
+
+
+def _healthz(srv) -> int:
+    with urllib.request.urlopen(f"http://{srv.endpoint}/healthz", timeout=5) as r:
+        return r.status
+
+
+@pytest.mark.backends("sqlite")
+def test_instances_and_ssh_connections_cannot_use_up_the_descriptors(fresh_server, monkeypatch):
+    """300 instances (one listening socket each) on a server allowed 256
+    descriptors: the first 64 get SSH endpoints (half the limit less 64), the
+    others read Unavailable with the reason, and the API, /healthz included,
+    keeps answering; releasing one gives the next its endpoint. SSH
+    connections are capped too (a quarter of the limit)."""
+    monkeypatch.setattr(test_server, "LOCALBCC", [sys.executable, "-c", _LOW_NOFILE])
+    srv = fresh_server("--transition-seconds", "0", "--instance-quota", "1000",
+                       "--ssh-port", str(test_server.free_port()))
+    sdk = srv.client()
+    ids = []
+    for _ in range(3):
+        ids += sdk.create_instance(cpu_count=1, memory_capacity_in_gb=1, image_id="m-Ubt2204a",
+                                   purchase_count=100).instance_ids
+        assert _healthz(srv) == 200
+
+    def statuses():
+        found = {i.id: i for i in sdk.list_instances(max_keys=1000).instances}
+        return [found[i] for i in ids]
+
+    listed = wait_until(lambda: (lambda s: s if sum(i.ssh_status == "Unavailable" for i in s) == 236
+                                 else None)(statuses()), 20, "236 instances to be Unavailable")
+    assert [i.ssh_status for i in listed] == ["Available"] * 64 + ["Unavailable"] * 236
+    reason = listed[64].ssh_status_reason
+    assert "at most 64 SSH endpoints" in reason and "open-file limit of 256" in reason, reason
+    assert banner(listed[0]).startswith(b"SSH-2.0-")
+    assert banner(listed[64]) is None  # nothing listens there
+    assert "at most 64 SSH endpoints" in srv.log_path.read_text()
+
+    # SSH connections held open cannot take HTTP's descriptors either
+    held = []
+    try:
+        for _ in range(200):
+            try:
+                held.append(socket.create_connection((listed[0].public_ip, listed[0].ssh_port),
+                                                     timeout=5))
+            except OSError:
+                break
+        served = 0
+        for s in held:  # each one accepted and admitted (the SSH banner) or refused
+            s.settimeout(10)
+            try:
+                served += s.recv(64).startswith(b"SSH-2.0-")
+            except OSError:
+                pass
+        assert 0 < served <= NOFILE // 4
+        assert _healthz(srv) == 200
+        assert sdk.get_instance(ids[0]).instance.ssh_status == "Available"
+    finally:
+        for s in held:
+            s.close()
+
+    # releasing frees an endpoint for the oldest instance waiting for one
+    sdk.release_instance(ids[0])
+    freed = wait_until(lambda: (lambda i: i if i.ssh_status == "Available" else None)(
+        sdk.get_instance(ids[64]).instance), 10, "the next instance to get its endpoint")
+    assert wait_until(lambda: banner(freed), 5, "its endpoint to answer").startswith(b"SSH-2.0-")
+    assert sdk.get_instance(ids[65]).instance.ssh_status == "Unavailable"
+    for iid in ids[1:]:
+        sdk.release_instance(iid)
+    assert sdk.list_instances().instances == [] and _healthz(srv) == 200

@@ -24,6 +24,18 @@ How it stays exactly in step with the API, across processes, with no lag:
 * One process per database serves (see lock.py); the others stand by and
   take over if it stops. ``--ssh-serve force`` serves without the lock (say,
   on another --ssh-port) and then leaves endpoint errors to the lock holder.
+* Descriptors are budgeted (:func:`budget`): every endpoint holds a listening
+  socket and every SSH connection one more, and an instance quota alone does
+  not stop many accounts from using up the process's open-file limit, after
+  which every connection, /healthz included, would be refused. So at most
+  half the limit less :data:`FD_RESERVE` endpoints are opened (in creation
+  order; the others report ``Unavailable`` with the reason, and get theirs
+  when an endpoint closes), at most a quarter of it in SSH connections, and
+  the rest is kept for HTTP connections, the database and logs.
+* If the service cannot start (its lock files, the database, ...), the API
+  keeps serving, the instances report ``Unavailable`` with the reason (in
+  this process), and the start is retried with a growing delay; one log line
+  per change of state.
 
 asyncssh is imported lazily (it costs a quarter second): listeners are plain
 asyncio servers, and asyncssh only takes over a connection once it is let in.
@@ -54,6 +66,11 @@ BIND_RETRY_SECONDS = 2.0
 BOOT_WAIT_SECONDS = 30.0
 ALIVE_CHECK_SECONDS = 2.0
 FULL_READ_SECONDS = 5.0
+#: A failed start of the service is retried after 1 s, then 2, 4 ... 30 s.
+START_RETRY_SECONDS = (1.0, 30.0)
+#: Descriptors never given to SSH endpoints, whatever the limit: the database,
+#: logs, lock files, the HTTP listener and a first few HTTP connections.
+FD_RESERVE = 64
 #: Instances a reconcile pass walks between two turns of the event loop: the
 #: walk over 10,000 of them takes ~10 ms, which in one go would hold up every
 #: API request meanwhile.
@@ -83,6 +100,20 @@ class Session:
     image_id: str
 
 
+def budget(limit: int) -> tuple[int, int]:
+    """(endpoints, SSH connections) a process with this open-file limit may
+    hold: half the limit less FD_RESERVE listening endpoints, a quarter of it
+    in SSH connections; at least a quarter plus FD_RESERVE stays for the rest
+    (HTTP connections, the database, logs). 256 -> (64, 64); 1024 -> (448, 256)."""
+    return max(0, limit // 2 - FD_RESERVE), max(1, limit // 4)
+
+
+def fd_limit() -> int:
+    """The process's open-file limit (soft RLIMIT_NOFILE)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
+
+
 class SshService:
     def __init__(self, ctx: Any, view: SshView | None = None):
         self.ctx = ctx
@@ -103,6 +134,13 @@ class SshService:
         self._signature: tuple | None = None
         self._rows: list[_Row] = []
         self._next_full_read = 0.0
+        self.fd_limit = fd_limit()
+        self.max_endpoints, self.max_connections = budget(self.fd_limit)
+        self._capped = 0  # instances left without an endpoint by max_endpoints, last pass
+        self._gating = 0  # connections accepted, not yet admitted nor refused
+        self.down: str | None = None  # why the service could not start (retried meanwhile)
+        self._retry_at = 0.0
+        self._retry_delay = START_RETRY_SECONDS[0]
 
     # -- start / stop -------------------------------------------------------------
 
@@ -114,14 +152,47 @@ class SshService:
         if not log.isEnabledFor(logging.DEBUG):  # asyncssh logs every connection at INFO
             logging.getLogger("asyncssh").setLevel(logging.WARNING)
         _raise_fd_limit()
-        if self.force:
-            log.info("SSH: serving the endpoints of this database (--ssh-serve force)")
-            self.serving = True
-            await self._reconcile()
-        else:
-            await self._boot()
+        self.fd_limit = fd_limit()
+        self.max_endpoints, self.max_connections = budget(self.fd_limit)
+        await self._start_once()
         self._task = asyncio.get_running_loop().create_task(self._run())
         asyncio.get_running_loop().run_in_executor(None, _import_asyncssh)
+
+    async def _start_once(self) -> None:
+        """Start serving (or standing by); on failure, report it and retry
+        later rather than leave the instances without SSH for good."""
+        failure: Exception | None = None
+        try:
+            if self.force:
+                if not self.serving:
+                    log.info("SSH: serving the endpoints of this database (--ssh-serve force%s)",
+                             self._budget_words())
+                self.serving = True
+                await self._reconcile()
+                self._report_startup()
+            else:
+                await self._boot()
+        except Exception as exc:  # noqa: BLE001 - told below, and retried
+            failure = exc
+        if failure is None:
+            if self.down is not None:
+                log.info("SSH: the SSH service is up again")
+            self.down = self.view.service_down = None
+            self._retry_delay = START_RETRY_SECONDS[0]
+            return
+        try:
+            await self._stop_serving("the SSH service failed")
+        except Exception:  # noqa: BLE001 - the lock may be gone with the database session
+            log.debug("SSH: stopping after a failed start failed too", exc_info=True)
+        reason = f"the SSH service could not start: {_describe(failure)}"
+        if reason != self.down:
+            log.warning("SSH: %s; the API keeps serving, and instances report sshStatus "
+                        "Unavailable until it starts (retrying, every %.0f s at most)",
+                        reason, START_RETRY_SECONDS[1], exc_info=log.isEnabledFor(logging.DEBUG))
+        self.down = reason
+        self.view.service_down = f"{reason}; retrying"
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, START_RETRY_SECONDS[1])
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -151,13 +222,48 @@ class SshService:
         if await self.ctx.run(self.locks.try_lock, "serve"):
             self.serving = True
             log.info("SSH: this process serves the SSH endpoints of this database (%s layout, "
-                     "port %s)", self.view.layout,
-                     self.view.port if self.view.layout == "address" else f"{self.view.port}+n")
+                     "port %s%s)", self.view.layout,
+                     self.view.port if self.view.layout == "address" else f"{self.view.port}+n",
+                     self._budget_words())
             await self._reconcile()
+            self._report_startup()
         elif first:
             log.info("SSH: another localbcc process serves the SSH endpoints of this database; "
                      "this one serves none (it takes over if that one stops; "
                      "--ssh-serve force serves anyway)")
+
+    def _budget_words(self) -> str:
+        return (f"; at most {self.max_endpoints} endpoints and {self.max_connections} "
+                f"connections, from the open-file limit of {self.fd_limit}")
+
+    def _report_startup(self) -> None:
+        """Say at start-up, in the log, whether the endpoints are all up, and
+        if not why; and whether the next instance's endpoint is already taken
+        (another localbcc on this machine with the same --ssh-port)."""
+        if self.force:
+            return  # the lock holder reports for the database
+        linux = [r for r in self._rows if get_image(r.image_id).is_linux]
+        down = [(r.id, self.failed[r.id][1] if r.id in self.failed else self._cap_reason())
+                for r in linux if r.id not in self.listeners]
+        if down:
+            log.warning("SSH: %d of %d instances have no SSH endpoint (sshStatus Unavailable); "
+                        "%s: %s", len(down), len(linux), down[0][0], down[0][1])
+        elif linux:
+            log.info("SSH: the endpoints of all %d instances are open", len(linux))
+        next_seq = max((r.seq for r in self._rows), default=0) + 1
+        where = self.view.endpoint(next_seq)
+        taken = _taken(where) if where is not None else None
+        if where is not None and taken:
+            log.warning("SSH: %s:%d, the endpoint of the next instance, is taken: %s. Another "
+                        "localbcc on this machine with the same --ssh-port (or an sshd on all "
+                        "addresses)? New instances will report sshStatus Unavailable and ssh "
+                        "would reach the other server; give each localbcc its own --ssh-port",
+                        where[0], where[1], taken)
+
+    def _cap_reason(self) -> str:
+        return (f"this server opens at most {self.max_endpoints} SSH endpoints (half its "
+                f"open-file limit of {self.fd_limit}, less {FD_RESERVE}) and all are in use; "
+                f"release instances, or raise the limit (ulimit -n) and restart the server")
 
     async def _stop_serving(self, reason: str) -> None:
         for conn in list(self.sessions):
@@ -165,6 +271,7 @@ class SshService:
         for iid in list(self.listeners):
             self._close_listener(iid)
         self.failed.clear()
+        self._capped = 0
         if self.serving and not self.force:
             await self.ctx.run(self.locks.unlock, "serve")
         self.serving = False
@@ -187,6 +294,10 @@ class SshService:
 
     async def _tick(self) -> None:
         now = time.monotonic()
+        if self.down is not None:
+            if now >= self._retry_at:
+                await self._start_once()
+            return
         if not self.serving:
             if not self.force and now >= self._next_lock_try:
                 self._next_lock_try = now + LOCK_RETRY_SECONDS
@@ -226,6 +337,7 @@ class SshService:
             del self.failed[iid]
         errors: dict[str, str | None] = {}
         mono = time.monotonic()
+        capped = 0
         for n, (iid, row) in enumerate(live.items(), 1):
             if n % WALK_CHUNK == 0:
                 await asyncio.sleep(0)  # let the API's requests in
@@ -233,10 +345,19 @@ class SshService:
                 error = None
             elif iid in self.failed and self.failed[iid][0] > mono:
                 error = self.failed[iid][1]
+            elif len(self.listeners) >= self.max_endpoints:
+                error = self._cap_reason()  # in creation order: the oldest get endpoints
+                capped += 1
             else:
                 error = await self._open(row)
             if not self.force and (row.ssh_error or None) != error:
                 errors[iid] = error
+        if capped and not self._capped:
+            log.warning("SSH: %s (%d instances wait for an endpoint, sshStatus Unavailable)",
+                        self._cap_reason(), capped)
+        elif self._capped and not capped:
+            log.info("SSH: every instance has its endpoint again")
+        self._capped = capped
         if errors:
             items = list(errors.items())
             for start in range(0, len(items), ERRORS_CHUNK):
@@ -296,9 +417,12 @@ class SshService:
         endpoint = self.view.endpoint(row.seq)
         if endpoint is None:
             return self._failed(row.id, None, "no loopback address or port is left for it")
+        if len(self.listeners) >= self.max_endpoints:
+            return self._cap_reason()  # the next pass tells it, and opens it once one closes
         host, port = endpoint
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock: socket.socket | None = None
         try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # EMFILE, at worst
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
             sock.listen(128)
@@ -306,7 +430,8 @@ class SshService:
             server = await asyncio.get_running_loop().create_server(
                 lambda: _Gate(self, row.id), sock=sock)
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             hint = (" (another localbcc or an sshd on this machine? give one of them another "
                     "--ssh-port)") if exc.errno == errno.EADDRINUSE else ""
             return self._failed(row.id, f"{host}:{port}",
@@ -408,6 +533,14 @@ class _Gate(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        service = self.service
+        if service._gating + len(service.sessions) >= service.max_connections:
+            # Every connection holds a descriptor: past the budget, refuse at
+            # once, so that HTTP keeps the descriptors it needs.
+            self.lost = True
+            transport.abort()
+            return
+        service._gating += 1
         transport.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._decide())
 
@@ -429,6 +562,7 @@ class _Gate(asyncio.Protocol):
         except Exception:
             log.exception("SSH: admitting a connection to %s failed", self.instance_id)
             conn = None
+        self.service._gating -= 1
         if self.lost:
             if conn is not None:
                 self.service.forget(conn)
@@ -443,6 +577,27 @@ class _Gate(asyncio.Protocol):
         if self.eof:
             conn.eof_received()
         transport.resume_reading()
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception in one line, for the log and sshStatusReason."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    from ..store.db import describe_error  # the cause's first line, never SQL parameters
+
+    return describe_error(exc)
+
+
+def _taken(where: tuple[str, int]) -> str | None:
+    """Why (host, port) cannot be listened on now, or None if it can."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(where)
+            probe.listen(1)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _import_asyncssh() -> None:

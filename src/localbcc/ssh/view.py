@@ -50,6 +50,9 @@ class SshView:
         self.enabled = enabled
         self.port = port
         self.layout = resolve_layout(layout)
+        #: Why this process's SSH service could not start, while it retries
+        #: (set by service.py): every endpoint then reads Unavailable.
+        self.service_down: str | None = None
 
     @classmethod
     def from_settings(cls, settings) -> "SshView":
@@ -84,7 +87,9 @@ class SshView:
         else:
             fields["sshPort"] = endpoint[1]
             status = lifecycle.status(inst, now)
-            if inst.ssh_error:
+            if self.service_down:
+                fields.update(sshStatus=UNAVAILABLE, sshStatusReason=self.service_down)
+            elif inst.ssh_error:
                 fields.update(sshStatus=UNAVAILABLE, sshStatusReason=inst.ssh_error)
             elif status != lifecycle.RUNNING:
                 fields.update(sshStatus=UNAVAILABLE,
