@@ -3,8 +3,10 @@ serving process per database (--workers, a second `serve`), the port layout."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from ..server import Server, free_port
 from .conftest import ssh_args
@@ -194,3 +196,89 @@ def test_an_instance_that_is_running_at_once_takes_logins_at_once(fresh_server, 
         assert (inst.status, inst.ssh_status) == ("Running", "Available")
         with pconnect(inst, key) as session:
             assert run(session, "hostname")[0] == 0
+
+
+@pytest.mark.backends("sqlite")
+def test_a_service_that_cannot_start_says_so_and_retries(fresh_server, tmp_path):
+    """Issue 17 item 2: the SSH service fails to start (here its lock file
+    cannot be opened: a directory stands in its way). The API serves, every
+    instance reads Unavailable with the reason, the log says so in one line,
+    without a traceback; once the obstacle is gone the service starts by itself."""
+    srv = fresh_server(*ssh_args())
+    sdk = srv.client()
+    key = new_key(tmp_path, "k")
+    [iid] = create(sdk, key_pair_id=import_key(sdk, key, "k"))
+    assert wait_status(sdk, iid).ssh_status == "Available"
+    srv.stop()
+    blocker = Path(f"{make_url(srv.database()).database}.ssh-boot.lock")
+    blocker.unlink()
+    blocker.mkdir()
+    srv.log_path.write_text("")
+    srv.start()
+    try:
+        inst = sdk.get_instance(iid).instance
+        assert (inst.status, inst.ssh_status) == ("Running", "Unavailable")
+        assert "the SSH service could not start" in inst.ssh_status_reason, inst.ssh_status_reason
+        assert "retrying" in inst.ssh_status_reason
+        assert banner(inst) is None  # and indeed nothing listens
+        log = _log(srv)
+        assert "WARNING localbcc.ssh SSH: the SSH service could not start" in log, log
+        assert "Traceback" not in log, log
+    finally:
+        blocker.rmdir()
+    up = wait_until(lambda: (lambda i: i if i.ssh_status == "Available" else None)(
+        sdk.get_instance(iid).instance), 20, "the SSH service to start")
+    with pconnect(up, key) as c:
+        assert run(c, "hostname")[1] == up.hostname + "\n"
+    log = _log(srv)
+    assert log.count("the SSH service could not start") == 1, log  # once per change of state
+    assert "SSH: the SSH service is up again" in log
+
+
+@pytest.mark.backends("sqlite")
+def test_a_second_server_on_the_same_ssh_port_says_so_at_start_up(fresh_server, tmp_path):
+    """Issue 17: two servers (two databases) with one --ssh-port. The second
+    says at start-up that its next instance's endpoint is taken, and after a
+    restart which of its instances have none and why."""
+    port = free_port()
+    first = fresh_server("--transition-seconds", "0", "--ssh-port", str(port))
+    [theirs] = create(first.client())
+    taken = first.client().get_instance(theirs).instance
+    second = fresh_server("--transition-seconds", "0", "--ssh-port", str(port))
+    where = f"{taken.public_ip}:{taken.ssh_port}"
+    log = _log(second)
+    assert f"SSH: {where}, the endpoint of the next instance, is taken" in log, log
+    assert "give each localbcc its own --ssh-port" in log
+    sdk = second.client()
+    [mine] = create(sdk)
+    inst = wait_until(lambda: (lambda i: i if i.ssh_status == "Unavailable" else None)(
+        sdk.get_instance(mine).instance), 5, "the taken endpoint to be reported")
+    assert (inst.public_ip, inst.ssh_port) == (taken.public_ip, taken.ssh_port)
+    assert where in inst.ssh_status_reason and "in use" in inst.ssh_status_reason
+    second.stop()
+    second.log_path.write_text("")
+    second.start()
+    log = _log(second)
+    assert f"SSH: 1 of 1 instances have no SSH endpoint (sshStatus Unavailable); {mine}: " \
+           f"cannot listen on {where}" in log, log
+
+
+@pytest.mark.backends("sqlite")
+def test_the_port_follows_ssh_port_the_address_and_host_key_stay(fresh_server, tmp_path):
+    """docs/ssh.md: an instance keeps its address and host key for good; its
+    port is the server's --ssh-port, so a restart on another one moves it."""
+    old_port, new_port = free_port(), free_port()
+    srv = fresh_server("--transition-seconds", "0", "--ssh-port", str(old_port))
+    sdk = srv.client()
+    key = new_key(tmp_path, "k")
+    [iid] = create(sdk, key_pair_id=import_key(sdk, key, "k"))
+    before = wait_status(sdk, iid)
+    srv.stop()
+    srv.extra_args[srv.extra_args.index("--ssh-port") + 1] = str(new_port)
+    srv.start()
+    after = sdk.get_instance(iid).instance
+    assert after.ssh_port - before.ssh_port == new_port - old_port
+    assert (after.public_ip, after.ssh_host_key) == (before.public_ip, before.ssh_host_key)
+    assert banner(before) is None  # nothing on the old port
+    with pconnect(after, key) as c:
+        assert run(c, "hostname")[1] == after.hostname + "\n"
