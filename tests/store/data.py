@@ -2,6 +2,8 @@
 same code the API runs), and exact snapshots of every table for comparisons."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 
 from cryptography.hazmat.primitives import padding
@@ -126,6 +128,21 @@ def bulk(url: str, keypairs: int, instances: int, seed: int = 11) -> None:
     def word(n: int) -> str:
         return "".join(rnd.choices("abcdefghijklmnopqrstuvwxyzÄßж😀 -_.", k=n))
 
+    # Names and hostnames as the API's rules take them (db import checks them).
+    def name(n: int) -> str:
+        units = [*"abcdefxyzÄßж名-_./0189", "e\u0301"]  # NFD é: a letter with its mark
+        return rnd.choice("abcxyzÄßж名") + "".join(rnd.choices(units, k=n - 1))
+
+    def hostname(n: int) -> str:
+        return rnd.choice("abcxyz") + "".join(rnd.choice(["", "-", "."]) + rnd.choice("ab09")
+                                              for _ in range(n - 1))
+
+    def key_columns() -> dict:
+        line = public_key()
+        blob = base64.b64decode(line.split()[1])
+        return {"public_key": line, "blob_sha256": hashlib.sha256(blob).hexdigest(),
+                "fingerprint": ":".join(f"{b:02x}" for b in hashlib.md5(blob).digest())}
+
     def when() -> float:
         return 1_700_000_000 + rnd.random() * 10_000_000
 
@@ -134,10 +151,9 @@ def bulk(url: str, keypairs: int, instances: int, seed: int = 11) -> None:
             accounts = [r[0] for r in conn.execute(text("SELECT access_key FROM accounts"))]
             kp_ids = [f"k-b{n:07d}" for n in range(keypairs)]
             conn.execute(kp_t.insert(), [
-                {"id": kid, "account": accounts[n % len(accounts)], "name": word(20),
-                 "description": word(rnd.randrange(0, 140)), "public_key": public_key(),
-                 "fingerprint": ":".join(f"{rnd.randrange(256):02x}" for _ in range(16)),
-                 "blob_sha256": f"{rnd.getrandbits(256):064x}", "created_at": when()}
+                {"id": kid, "account": accounts[n % len(accounts)], "name": name(20),
+                 "description": word(rnd.randrange(0, 140)), **key_columns(),
+                 "created_at": when()}
                 for n, kid in enumerate(kp_ids)])
             rows = []
             for n in range(instances):
@@ -147,7 +163,7 @@ def bulk(url: str, keypairs: int, instances: int, seed: int = 11) -> None:
                 kid = kp_ids[(n % len(accounts) + rnd.randrange(keypairs // len(accounts))
                               * len(accounts)) % keypairs]
                 rows.append({
-                    "id": f"i-b{n:07d}", "account": account, "name": word(30), "hostname": word(10),
+                    "id": f"i-b{n:07d}", "account": account, "name": name(30), "hostname": hostname(5),
                     "description": word(rnd.randrange(0, 50)), "image_id": LINUX,
                     "instance_type": "N3", "cpu_count": rnd.randrange(1, 64),
                     "memory_gb": rnd.randrange(1, 256), "zone_name": "cn-bj-a",
@@ -165,9 +181,8 @@ def bulk(url: str, keypairs: int, instances: int, seed: int = 11) -> None:
             for table, kind, prefix, n in ((inst_t, "instance", "i-b", 300), (kp_t, "keypair", "k-x", 100)):
                 if kind == "keypair":
                     conn.execute(kp_t.insert(), [
-                        {"id": f"k-x{m:07d}", "account": accounts[0], "name": word(5),
-                         "description": "", "public_key": public_key(), "fingerprint": "",
-                         "blob_sha256": f"{rnd.getrandbits(256):064x}", "created_at": when()}
+                        {"id": f"k-x{m:07d}", "account": accounts[0], "name": name(5),
+                         "description": "", **key_columns(), "created_at": when()}
                         for m in range(n)])
                 gone = conn.execute(select(table.c.id, table.c.account, table.c.seq)
                                     .where(table.c.id.like(f"{prefix}%"))

@@ -3,6 +3,8 @@ SQLite to PostgreSQL and back; import only into an empty database, all or
 nothing; auto-increment counters carried so ids are never reused."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import shutil
@@ -128,7 +130,7 @@ def test_import_refuses_a_database_that_is_not_empty(small, fresh_database):
     Accounts(store, FakeClock()).create()
     store.dispose()
     before = snapshot(target)
-    with pytest.raises(TransferError, match=r"not empty \(accounts: 1 rows\).*create a new one"):
+    with pytest.raises(TransferError, match=r"not empty \(accounts: 1 row\).*create a new one"):
         import_bytes(target, data)
     assert snapshot(target) == before
 
@@ -314,11 +316,14 @@ def test_a_file_from_an_older_schema_is_imported_and_migrated(fresh_database, tm
         pytest.skip("only one schema revision exists")
     store.upgrade(known[-2])
     store.dispose()
+    key = public_key()
+    blob = base64.b64decode(key.split()[1])
+    md5 = ":".join(f"{b:02x}" for b in hashlib.md5(blob).digest())
     populate_old = [
-        "INSERT INTO accounts VALUES ('ak-old', 'sk-old', 1700000000.5)",
+        "INSERT INTO accounts VALUES ('ak-old', 'sk-old-0123456789', 1700000000.5)",
         "INSERT INTO keypairs (id, account, name, description, public_key, fingerprint, "
-        "blob_sha256, created_at) VALUES ('k-old00001', 'ak-old', 'old', '', 'ssh-ed25519 AAAA', "
-        "'00', 'ab', 1700000001.25)",
+        f"blob_sha256, created_at) VALUES ('k-old00001', 'ak-old', 'old', '', '{key}', "
+        f"'{md5}', '{hashlib.sha256(blob).hexdigest()}', 1700000001.25)",
         "INSERT INTO instances (id, account, name, hostname, description, image_id, instance_type, "
         "cpu_count, memory_gb, zone_name, payment_timing, created_at, state, transition, "
         "transition_until, keypair_id, key_in_force_at) VALUES ('i-old00001', 'ak-old', 'vm', "
@@ -339,3 +344,150 @@ def test_a_file_from_an_older_schema_is_imported_and_migrated(fresh_database, tm
         assert new[table] == old[table]
     width = len(old["instances"][0])  # the old columns come first, unchanged
     assert [r[:width] for r in new["instances"]] == old["instances"]
+
+
+# -- every row is checked with the API's rules (issue 17) ---------------------------------
+
+def _row(data: bytes, table: str, pick=lambda row: True) -> tuple[int, dict]:
+    """(0-based index, row) of the first row of `table` that `pick` likes."""
+    lines = data.splitlines()
+    for n in rows_of(data, table):
+        row = json.loads(lines[n])["row"]
+        if pick(row):
+            return n, row
+    raise AssertionError(f"no such {table} row")
+
+
+def _changed(data: bytes, n: int, **values) -> bytes:
+    lines = data.splitlines(keepends=True)
+    record = json.loads(lines[n])
+    record["row"].update(values)
+    return b"".join(lines[:n] + [orjson.dumps(record) + b"\n"] + lines[n + 1:])
+
+
+ED_OTHER = public_key()
+BAD_VALUES = [
+    ("accounts", "access_key", "has space"),
+    ("accounts", "secret_key", "short"),
+    ("accounts", "created_at", -5),
+    ("keypairs", "id", "k-short"),
+    ("keypairs", "id", "i-12345678"),
+    ("keypairs", "name", "1abc"),
+    ("keypairs", "name", "a b"),
+    ("keypairs", "name", "a\x1b[2Jb"),
+    ("keypairs", "name", "n" * 66),
+    ("keypairs", "description", "bell\x07"),
+    ("keypairs", "description", "\u202eevil"),
+    ("keypairs", "description", "x" * 141),
+    ("keypairs", "public_key", "not a key"),
+    ("keypairs", "public_key", ED_OTHER + "  two  spaces"),  # not the stored form
+    ("keypairs", "fingerprint", "00:" * 15 + "00"),
+    ("keypairs", "blob_sha256", "0" * 64),
+    ("keypairs", "account", "nobody"),
+    ("keypairs", "seq", 0),
+    ("instances", "id", "i-toolong123"),
+    ("instances", "name", "-web"),
+    ("instances", "hostname", "web\x1b]0;owned\x07"),
+    ("instances", "hostname", "Web-1"),
+    ("instances", "description", "line\nbreak"),
+    ("instances", "image_id", "m-NoSuch00"),
+    ("instances", "cpu_count", 0),
+    ("instances", "memory_gb", 20000),
+    ("instances", "state", "Exploded"),
+    ("instances", "transition", "melt"),
+    ("instances", "transition_until", -1.0),
+    ("instances", "zone_name", "a\x00b"),
+    ("instances", "account", "nobody"),
+    ("instances", "ssh_host_key", "zz"),
+    ("instances", "ssh_host_fingerprint", "SHA256:nope"),
+    ("instances", "ssh_host_public_key", ED_OTHER),
+    ("tombstones", "kind", "volume"),
+    ("tombstones", "id", "k-!!!!!!!!"),
+    ("tombstones", "account", "nobody"),
+    ("idempotency", "token", ""),
+    ("idempotency", "token", "tab\there"),
+    ("idempotency", "request_hash", "xyz"),
+    ("idempotency", "response", "not json"),
+    ("idempotency", "account", "nobody"),
+]
+
+
+@pytest.mark.parametrize("table,column,value", BAD_VALUES,
+                         ids=[f"{t}.{c}={v!r:.20}" for t, c, v in BAD_VALUES])
+def test_a_row_the_api_would_refuse_imports_nothing(small, fresh_database, table, column, value):
+    """One bad value anywhere refuses the whole file: one line naming the line, table
+    and column (never the value), nothing written."""
+    _, _, data = small
+    pick = (lambda row: row.get("ssh_host_key") is not None) if column.startswith("ssh_") \
+        else (lambda row: True)
+    n, _ = _row(data, table, pick)
+    message = assert_imports_nothing(
+        fresh_database(), data, _changed(data, n, **{column: value}),
+        rf"^line {n + 1}: {table}\.{column} .*; nothing was imported$")
+    if isinstance(value, str) and len(value) > 3 and column not in ("account", "access_key"):
+        assert value not in message
+
+
+def test_references_between_rows_are_checked(small, fresh_database):
+    """A binding to another account's key pair, a tombstone of a live row, a Windows
+    instance with a key pair: each refuses the file."""
+    _, _, data = small
+    owner = {}
+    for n in rows_of(data, "keypairs"):
+        row = json.loads(data.splitlines()[n])["row"]
+        owner[row["id"]] = row["account"]
+    n, inst = _row(data, "instances", lambda row: row["keypair_id"] is not None)
+    foreign = next(k for k, a in owner.items() if a != inst["account"])
+    assert_imports_nothing(fresh_database(), data, _changed(data, n, keypair_id=foreign),
+                           rf"^line {n + 1}: instances\.keypair_id names no key pair of the "
+                           rf"instance's account; nothing was imported$")
+    assert_imports_nothing(fresh_database(), data, _changed(data, n, image_id="m-Win2019d"),
+                           rf"^line {n + 1}: instances\.keypair_id binds a key pair to a Windows")
+    t, tomb = _row(data, "tombstones", lambda row: row["kind"] == "keypair")
+    live = next(iter(owner))
+    assert_imports_nothing(fresh_database(), data,
+                           _changed(data, t, id=live, account=owner[live]),
+                           rf"^line {t + 1}: tombstones\.id names a keypair that is not deleted")
+
+
+def test_what_the_api_stores_is_what_import_takes(small, fresh_database):
+    """Names with combining marks, descriptions with any printable text, hostnames
+    at the rule's edges: all imported as they are."""
+    _, _, data = small
+    n, _ = _row(data, "keypairs")
+    m, _ = _row(data, "instances")
+    text = "\u65e5\u672c\u3000\U0001f468\u200d\U0001f469 cafe\u0301"
+    changed = _changed(_changed(data, n, name="cafe\u0301-\u0938\u0930\u094d\u0935\u0930",
+                                description=text),
+                       m, name="n" + "\u4e2d" * 64, hostname="a" + "-b" * 31 + "c")
+    target = fresh_database()
+    import_bytes(target, changed)
+    rows = snapshot(target)
+    assert any(r[4] == text for r in rows["keypairs"])
+
+
+def test_cli_import_of_a_bad_row_says_which_and_exits_2(small, tmp_path):
+    """`localbcc db import`: one line on stderr, exit status 2, no rows written; the
+    same data directory then takes the good file."""
+    src_url, _, data = small
+    n, _ = _row(data, "instances")
+    bad, good = tmp_path / "bad.jsonl", tmp_path / "good.jsonl"
+    bad.write_bytes(_changed(data, n, hostname="web\x1b[2J"))
+    good.write_bytes(data)
+    target = tmp_path / "target"
+    out = subprocess.run([*LOCALBCC, "db", "import", str(bad), "--data-dir", str(target)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    said = [line for line in out.stderr.splitlines()  # without the note of an edited build
+            if "running every module from its source" not in line]
+    assert said == [
+        f"localbcc: line {n + 1}: instances.hostname is not a hostname the API accepts (2-64 "
+        f"of a-z, 0-9, '-', '.', a letter first, no two symbols in a row, none last); "
+        f"nothing was imported"]
+    url = f"sqlite:///{target / 'localbcc.db'}"
+    if (target / "localbcc.db").exists():
+        assert not [t for t, rows in snapshot(url).items() if rows and t != "alembic_version"]
+    into = subprocess.run([*LOCALBCC, "db", "import", str(good), "--data-dir", str(target)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert into.returncode == 0, into.stderr
+    assert snapshot(url) == snapshot(src_url)

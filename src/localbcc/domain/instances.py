@@ -66,8 +66,8 @@ class InstanceService:
         hostname = validation.hostname(body)
         keypair_id = validation.optional_str(body, "keypairId")
         cipher_pass = validation.optional_str(body, "adminPass")
-        cpu = validation.optional_int(body, "cpuCount", 1, 1, 1024)
-        memory = validation.optional_int(body, "memoryCapacityInGB", 1, 1, 16384)
+        cpu = validation.optional_int(body, "cpuCount", 1, *validation.CPU_COUNTS)
+        memory = validation.optional_int(body, "memoryCapacityInGB", 1, *validation.MEMORY_GBS)
         instance_type = validation.optional_str(body, "instanceType", 64) or "N3"
         zone = validation.optional_str(body, "zoneName", 64) or f"cn-{self.region}-a"
         billing = body.get("billing")

@@ -12,7 +12,10 @@ from ..errors import BceError, ErrorCode, inappropriate
 _ID_ALPHABET = string.ascii_letters + string.digits
 _ID_RE = re.compile(r"[A-Za-z0-9]{8}")
 NAME_MAX = 65
-DESCRIPTION_MAX = 140
+DESCRIPTION_MAX = 140  # key pairs (spec §4.3)
+INSTANCE_DESCRIPTION_MAX = 200  # instances' desc (part 2 §1, modifyDesc)
+CPU_COUNTS = (1, 1024)  # cpuCount of create, inclusive
+MEMORY_GBS = (1, 16384)  # memoryCapacityInGB of create, inclusive
 _NAME_SYMBOLS = frozenset("-_/.")
 _MARKS = frozenset({"Mn", "Mc", "Me"})
 #: Bidirectional embedding, override and isolate controls: they reorder what a

@@ -22,22 +22,37 @@ never reused after an import; the ``end`` line lets import detect a truncated
 file.
 
 Import only writes into an empty database (no tables, or a localbcc schema with
-no rows), in one transaction: it either brings everything or nothing.
+no rows), in one transaction: it either brings everything or nothing. Every row
+is checked with the rules the API applies (:class:`_Rules`: names, descriptions,
+hostnames, public keys and their fingerprints, id shapes, statuses, references
+between rows), so a file no API could have produced is refused, naming the line
+and the column, before anything is committed.
 """
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import decimal
+import hashlib
+import math
 import time
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import (Float, Integer, MetaData, Numeric, String, Table, func, insert,
                         select, text)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, StatementError
 
+from ..domain import validation
+from ..domain.images import get_image
+from ..domain.keys import parse_public_key
+from ..domain.lifecycle import _IN_BETWEEN as _TRANSITIONS
+from ..domain.lifecycle import RUNNING, STOPPED
+from ..errors import BceError
+from ..ssh.hostkeys import blob_of, fingerprint_sha256, public_line
+from .accounts import check_credentials
 from .db import SCHEMA_REVISION, WRITE_FLAG, Store
 
 FORMAT = "localbcc-export"
@@ -144,6 +159,225 @@ def _reason(exc: StatementError, rows: list[dict]) -> str:
             if isinstance(value, str) and len(value) >= 4 and value in reason:
                 reason = reason.replace(value, "…")
     return reason
+
+
+# -- the API's rules, row by row ------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A column breaks a rule: ``column`` and why, in words (never the value)."""
+
+    def __init__(self, column: str, why: str):
+        super().__init__(column, why)
+        self.column, self.why = column, why
+
+
+def _need(ok: bool, column: str, why: str) -> None:
+    if not ok:
+        raise _Bad(column, why)
+
+
+def _str(row: dict, column: str) -> str:
+    value = row.get(column)
+    if not isinstance(value, str):
+        raise _Bad(column, "must be a string")
+    return value
+
+
+def _time(row: dict, column: str, *, null: bool = False) -> None:
+    value = row.get(column)
+    if value is None and null:
+        return
+    _need(isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and value >= 0, column, "must be a time (seconds, >= 0)")
+
+
+def _seq(row: dict, column: str = "seq") -> None:
+    value = row.get(column)
+    _need(type(value) is int and value >= 1, column, "must be a positive integer")
+
+
+_USABLE_SECRET = "0" * 64  # any secret key check_credentials takes
+_NAME_WHY = "is not a name the API accepts (1-65 characters: a letter, then letters, digits, "\
+            "CJK, '-', '_', '/', '.')"
+_TEXT_WHY = "holds a control character (or is too long) and the API refuses those"
+
+
+class _Rules:
+    """The API's rules applied to the rows of an export, line by line, and the
+    references between rows (accounts, key pairs of the same account, tombstones
+    of rows that are gone), checked once every row is read. Each rule is the
+    domain's own (validation.py, keys.py, images.py, lifecycle.py, hostkeys.py,
+    accounts.py); this class only says which column follows which."""
+
+    def __init__(self, tables: dict[str, Table]) -> None:
+        self.lengths = {name: {str(c.name): getattr(c.type, "length", None) for c in t.columns}
+                        for name, t in tables.items()}
+        self.accounts: set[str] = set()
+        self.keypairs: dict[str, str] = {}  # id -> account
+        self.instances: set[str] = set()
+        # (line, table, column, check) run after the last row: check() is True when fine
+        self.later: list[tuple[int, str, str, str, Callable[[], bool]]] = []
+        self.checks: dict[str, Callable[[int, dict], None]] = {
+            "accounts": self._account, "keypairs": self._keypair, "instances": self._instance,
+            "tombstones": self._tombstone, "idempotency": self._idempotency}
+
+    def row(self, number: int, table: str, row: dict) -> None:
+        check = self.checks.get(table)
+        if check is None:  # a table a later revision adds: its own rules are not known here
+            return
+        try:
+            check(number, row)
+        except _Bad as bad:
+            raise TransferError(f"line {number}: {table}.{bad.column} {bad.why}; "
+                                f"nothing was imported") from None
+
+    def finish(self) -> None:
+        for number, table, column, why, ok in self.later:
+            if not ok():
+                raise TransferError(f"line {number}: {table}.{column} {why}; "
+                                    f"nothing was imported")
+
+    def _owner(self, number: int, table: str, row: dict) -> str:
+        account = _str(row, "account")
+        self.later.append((number, table, "account", "names no account of the file",
+                           lambda: account in self.accounts))
+        return account
+
+    def _plain(self, table: str, row: dict, column: str) -> None:
+        """A string the API takes as it comes (instanceType, zoneName...), within its column."""
+        try:
+            validation.optional_str(row, column, self.lengths[table].get(column))
+        except BceError:
+            raise _Bad(column, "must be a string without NUL that fits its column") from None
+        _str(row, column)
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def _account(self, number: int, row: dict) -> None:
+        access_key, secret_key = _str(row, "access_key"), _str(row, "secret_key")
+        for column, secret in (("access_key", _USABLE_SECRET), ("secret_key", secret_key)):
+            try:  # the access key alone first (with a secret that passes), then the pair
+                check_credentials(access_key, secret, "accounts")
+            except ValueError as exc:  # its message may name the access key, never a secret
+                raise _Bad(column, f"is not one a client could use ({exc})") from None
+        _time(row, "created_at")
+        self.accounts.add(access_key)
+
+    def _keypair(self, number: int, row: dict) -> None:
+        _seq(row)
+        keypair_id = _str(row, "id")
+        _need(validation.is_id(keypair_id, "k-"), "id", "is not a key pair id (k- and 8 of "
+                                                       "[A-Za-z0-9])")
+        account = self._owner(number, "keypairs", row)
+        _need(validation.is_name(_str(row, "name")), "name", _NAME_WHY)
+        _need(validation.is_text(_str(row, "description")), "description", _TEXT_WHY)
+        try:
+            key = parse_public_key(_str(row, "public_key"))
+        except BceError:
+            raise _Bad("public_key", "is not a public key the API accepts") from None
+        _need(key.openssh == row["public_key"], "public_key",
+              "is not in the OpenSSH one-line form the API stores")
+        _need(row.get("fingerprint") == key.fingerprint, "fingerprint",
+              "is not the MD5 fingerprint of public_key")
+        _need(row.get("blob_sha256") == hashlib.sha256(key.blob).hexdigest(), "blob_sha256",
+              "is not the SHA-256 of public_key's blob")
+        _time(row, "created_at")
+        self.keypairs[keypair_id] = account
+
+    def _instance(self, number: int, row: dict) -> None:
+        _seq(row)
+        instance_id = _str(row, "id")
+        _need(validation.is_id(instance_id, "i-"), "id", "is not an instance id (i- and 8 of "
+                                                         "[A-Za-z0-9])")
+        account = self._owner(number, "instances", row)
+        _need(validation.is_name(_str(row, "name")), "name", _NAME_WHY)
+        _need(validation.is_hostname(_str(row, "hostname")), "hostname",
+              "is not a hostname the API accepts (2-64 of a-z, 0-9, '-', '.', a letter first, "
+              "no two symbols in a row, none last)")
+        _need(validation.is_text(_str(row, "description"), validation.INSTANCE_DESCRIPTION_MAX),
+              "description", _TEXT_WHY)
+        try:
+            image = get_image(_str(row, "image_id"))
+        except BceError:
+            raise _Bad("image_id", "names no image of the catalogue") from None
+        for column in ("instance_type", "zone_name", "payment_timing"):
+            self._plain("instances", row, column)
+        for column, (lo, hi) in (("cpu_count", validation.CPU_COUNTS),
+                                 ("memory_gb", validation.MEMORY_GBS)):
+            try:
+                validation.optional_int(row, column, 0, lo, hi)
+            except BceError:
+                raise _Bad(column, f"must be an integer from {lo} to {hi}") from None
+            _need(row.get(column) is not None, column, "must be an integer")
+        _time(row, "created_at")
+        _need(row.get("state") in (RUNNING, STOPPED), "state", f"must be {RUNNING} or {STOPPED}")
+        transition = row.get("transition")
+        _need(transition is None or transition in _TRANSITIONS, "transition",
+              f"must be null or one of {', '.join(sorted(_TRANSITIONS))}")
+        _time(row, "transition_until")
+        for column in ("key_in_force_at", "first_key_at"):
+            if column in row:
+                _time(row, column, null=True)
+        keypair_id = row.get("keypair_id")
+        if keypair_id is not None:
+            _need(image.is_linux, "keypair_id", "binds a key pair to a Windows instance")
+            self.later.append((number, "instances", "keypair_id",
+                               "names no key pair of the instance's account",
+                               lambda: self.keypairs.get(keypair_id) == account))
+        self._host_key(row)
+        self.instances.add(instance_id)
+
+    @staticmethod
+    def _host_key(row: dict) -> None:
+        """The SSH host key columns (revision 0002): the public key and fingerprint are
+        those of the stored seed, or all three are null."""
+        if "ssh_host_key" not in row:
+            return
+        seed = row.get("ssh_host_key")
+        if seed is None:
+            _need(row.get("ssh_host_public_key") is None and row.get("ssh_host_fingerprint")
+                  is None, "ssh_host_key", "is null but the host's public key is not")
+            return
+        try:
+            key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(_str(row, "ssh_host_key")))
+        except ValueError:
+            raise _Bad("ssh_host_key", "is not an ed25519 seed in hex") from None
+        line = public_line(key)
+        _need(row.get("ssh_host_public_key") == line, "ssh_host_public_key",
+              "is not the public key of ssh_host_key")
+        _need(row.get("ssh_host_fingerprint") == fingerprint_sha256(blob_of(line)),
+              "ssh_host_fingerprint", "is not the fingerprint of ssh_host_key")
+
+    def _tombstone(self, number: int, row: dict) -> None:
+        kind = row.get("kind")
+        _need(kind in ("keypair", "instance"), "kind", "must be keypair or instance")
+        item_id = _str(row, "id")
+        prefix = "k-" if kind == "keypair" else "i-"
+        _need(validation.is_id(item_id, prefix), "id", f"is not a {kind} id")
+        self._owner(number, "tombstones", row)
+        _seq(row)
+        live = self.keypairs if kind == "keypair" else self.instances
+        self.later.append((number, "tombstones", "id", f"names a {kind} that is not deleted",
+                           lambda: item_id not in live))
+
+    def _idempotency(self, number: int, row: dict) -> None:
+        self._owner(number, "idempotency", row)
+        self._plain("idempotency", row, "operation")
+        token = _str(row, "token")
+        try:
+            _need(validation.client_token(token) is not None, "token", "is empty")
+        except BceError:
+            raise _Bad("token", "is not a clientToken the API accepts") from None
+        digest = _str(row, "request_hash")
+        _need(len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
+              "request_hash", "is not a SHA-256 in lowercase hex")
+        try:
+            answer = orjson.loads(_str(row, "response"))
+        except orjson.JSONDecodeError:
+            answer = None
+        _need(isinstance(answer, dict), "response", "is not a JSON object")
+        _time(row, "created_at")
 
 
 # -- database helpers ----------------------------------------------------------------------------
@@ -363,7 +597,7 @@ def import_(store: Store, src: IO[bytes]) -> dict[str, int]:
             tables_there = [t for t in _tables(conn)]
             busy = _nonempty(conn) if tables_there else {}
         if busy:
-            listed = ", ".join(f"{name}: {n} rows" for name, n in busy.items())
+            listed = ", ".join(f"{name}: {n} row{'s' * (n != 1)}" for name, n in busy.items())
             raise TransferError(f"the target database is not empty ({listed}); import only "
                                 f"writes into an empty database: create a new one (PostgreSQL: "
                                 f"createdb; SQLite: a new --data-dir) and import there")
@@ -401,6 +635,7 @@ def _load(store: Store, header: dict, lines: Iterator[tuple[int, dict]]) -> dict
                     raise TransferError(f"the file's columns of {name} {cols} differ from the "
                                         f"schema's {[c.name for c in tables[name].columns]}")
             kinds = {name: _kinds(t) for name, t in tables.items()}
+            rules = _Rules(tables)
             counts = {name: 0 for name in tables}
             counters: dict[str, tuple[str | None, int]] = {}
             batch: list[dict] = []
@@ -431,7 +666,9 @@ def _load(store: Store, header: dict, lines: Iterator[tuple[int, dict]]) -> dict
                     if name != batch_table:
                         flush()
                         batch_table = name
-                    batch.append(_values(number, name, row, kinds[name]))
+                    values = _values(number, name, row, kinds[name])
+                    rules.row(number, name, values)
+                    batch.append(values)
                     batch_lines.append(number)
                     counts[name] += 1
                     if len(batch) >= BATCH:
@@ -447,6 +684,7 @@ def _load(store: Store, header: dict, lines: Iterator[tuple[int, dict]]) -> dict
                 else:
                     raise TransferError(f"line {number}: neither a row, a counter nor the end")
             flush()
+            rules.finish()
             if end is None:
                 raise TransferError("the file ends before its end line: it is truncated; "
                                     "nothing was imported")
