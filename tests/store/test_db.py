@@ -119,13 +119,13 @@ def test_credentials_replacing_a_stored_secret_say_so(tmp_path, caplog):
     try:
         store.prepare()
         accounts = Accounts(store, FakeClock())
-        accounts.ensure("AKone:first-secret")
+        accounts.ensure("AKone:first-secret-0123")
         with caplog.at_level("INFO", logger="localbcc"):
-            accounts.ensure("AKone:first-secret")
+            accounts.ensure("AKone:first-secret-0123")
             assert "replaced" not in caplog.text
-            assert accounts.ensure("AKone:second-secret") == ("AKone", "second-secret")
+            assert accounts.ensure("AKone:second-secret-0123") == ("AKone", "second-secret-0123")
         assert "account AKone: secret key replaced" in caplog.text
-        assert "first-secret" not in caplog.text and "second-secret" not in caplog.text
+        assert "first-secret-0123" not in caplog.text and "second-secret-0123" not in caplog.text
     finally:
         store.dispose()
 
