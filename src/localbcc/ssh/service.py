@@ -395,13 +395,23 @@ class SshService:
         at the next pass (up to RECONCILE_SECONDS later): with
         --transition-seconds 0 an instance reads Running as soon as it exists,
         and its users ssh in right away. Only the serving process can; the
-        others leave it to that process's next pass."""
+        others leave it to that process's next pass. An endpoint that cannot
+        be opened (taken, or over the budget) is recorded before the answer
+        too, so the instance never reads Available meanwhile."""
         if not self.serving:
             return
+        errors: dict[str, str | None] = {}
         for iid in instance_ids:
             found = None if iid in self.listeners else await self.load(iid)
             if found is not None and get_image(found[0].image_id).is_linux:
-                await self._open(_Row._make(getattr(found[0], f) for f in _Row._fields))
+                row = _Row._make(getattr(found[0], f) for f in _Row._fields)
+                error = await self._open(row)
+                if error is None and iid not in self.listeners:
+                    continue  # a pass is opening it (and records how that went)
+                if not self.force and (row.ssh_error or None) != error:
+                    errors[iid] = error
+        if errors:
+            await self.ctx.run(self._write_errors, errors)
 
     async def _open(self, row: _Row) -> str | None:
         """Open the endpoint of one instance; returns why it failed, or None."""
