@@ -56,3 +56,26 @@ def test_host_keys_and_fingerprints():
         hashlib.sha256(blob).digest()).decode().rstrip("=")
     pem = hostkeys.private_openssh(a["ssh_host_key"])
     assert pem.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+
+
+def test_the_descriptor_budget_of_endpoints_and_connections():
+    """docs/ssh.md "How many endpoints": half the open-file limit less 64
+    endpoints, a quarter of it in SSH connections; tiny limits get none."""
+    from localbcc.ssh.service import budget
+
+    assert budget(256) == (64, 64)
+    assert budget(1024) == (448, 256)
+    assert budget(100) == (0, 25)
+    for limit in (128, 256, 1024, 20000, 1 << 20):
+        endpoints, connections = budget(limit)
+        assert limit - endpoints - connections >= limit // 4 + 64  # kept for HTTP and the rest
+
+
+def test_a_service_that_could_not_start_makes_every_endpoint_unavailable():
+    view = SshView(True, 2222, "address")
+    view.service_down = "the SSH service could not start: Is a directory: /x; retrying"
+    wire = view.wire(inst(), NOW)
+    assert (wire["sshStatus"], wire["sshStatusReason"]) == ("Unavailable", view.service_down)
+    assert view.wire(inst(image="m-Win2019d"), NOW)["sshStatus"] == "Unsupported"
+    view.service_down = None
+    assert view.wire(inst(), NOW)["sshStatus"] == "Available"
