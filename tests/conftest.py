@@ -96,10 +96,13 @@ def _creds(n: int = 3) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, request, backend):
-    """One shared server (transition time 0.2 s) for tests that create their own resources."""
+    """One shared server (transition time 0.2 s) for tests that create their own resources.
+    Its instance quota is out of reach: many tests' instances add up in its accounts
+    (the quota itself is tested on servers of its own, tests/api/test_quota.py)."""
     url, cleanup = _database_url(request, backend, "shared")
     srv = Server(tmp_path_factory.mktemp(f"shared-{backend}"), _creds(),
-                 extra_args=["--transition-seconds", "0.2"], database_url=url).start()
+                 extra_args=["--transition-seconds", "0.2", "--instance-quota", "100000"],
+                 database_url=url).start()
     yield srv
     srv.stop()
     cleanup()
