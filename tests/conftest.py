@@ -54,7 +54,26 @@ def _chosen_backends(config) -> list[str]:
 
 
 def pytest_report_header(config):
-    return f"localbcc storage backends: {', '.join(config.stash[_BACKENDS_KEY])}"
+    from localbcc import compiled
+
+    return [f"localbcc storage backends: {', '.join(config.stash[_BACKENDS_KEY])}",
+            f"localbcc build: {compiled.STATE}"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say loudly, last, when a compiled build was there but not tested: the
+    servers ran every module from its source (an edit since `make setup`), so
+    this run says nothing about the compiled request path CI and users run."""
+    from localbcc import compiled
+
+    if compiled.STATE == "compiled" or not compiled.extensions():
+        return
+    deliberate = os.environ.get("LOCALBCC_PURE", "") not in ("", "0")
+    terminalreporter.write_sep("=", f"localbcc ran as {compiled.STATE}", yellow=True, bold=True)
+    if not deliberate:
+        terminalreporter.write_line("the compiled build is older than the sources: `make test` "
+                                    "builds it again and tests the compiled request path",
+                                    yellow=True, bold=True)
 
 
 def pytest_generate_tests(metafunc):

@@ -116,8 +116,12 @@ def test_localbcc_pure_imports_every_module_from_its_source():
 @pytest.mark.skipif(os.environ.get("LOCALBCC_COMPILE") != "required",
                     reason="the build may be pure Python (LOCALBCC_COMPILE is not 'required')")
 def test_a_required_build_runs_compiled():
-    """CI builds with LOCALBCC_COMPILE=required: the suite runs on the compiled path."""
-    assert compiled.STATE == "compiled"
+    """CI builds with LOCALBCC_COMPILE=required: the suite runs on the compiled
+    path, and once more with LOCALBCC_PURE=1 on the same build from the sources."""
+    if os.environ.get("LOCALBCC_PURE", "") not in ("", "0"):
+        assert compiled.STATE == "pure Python (LOCALBCC_PURE is set)"
+    else:
+        assert compiled.STATE == "compiled"
     loaded = _loaded_from({"LOCALBCC_PURE": ""})
     assert loaded["state"] == "compiled" and loaded["app"].endswith(compiled.SUFFIX)
 
