@@ -19,7 +19,10 @@ request's task) for ever. This protocol gives every request
 
 It also answers bytes that are not HTTP/1.1 with a BCE envelope (400
 ``InvalidHTTPRequest``) instead of uvicorn's plain-text 400, so every answer
-a client can get from localbcc is the envelope the SDKs parse.
+a client can get from localbcc is the envelope the SDKs parse, and only after
+the answers of the requests pipelined before those bytes, in order (uvicorn
+writes its 400 at once, so the client took it for an earlier request's answer:
+see :meth:`LimitedHttpToolsProtocol.send_400_response`).
 
 Cost per request: a few attribute stores, no allocation. The deadlines are
 checked by one timer per connection, re-armed when it fires.
@@ -31,7 +34,7 @@ import logging
 import uuid
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from ..errors import BceError, ErrorCode, envelope
 from .accesslog import LOGGER
@@ -60,11 +63,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     #: server.py sets both from Settings.
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    #: uvicorn's: the newest request's cycle (None before the first request).
+    cycle: RequestResponseCycle | None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._awaiting_headers = True  # the first request's clock starts at connect
         self._reading_body = False
+        self._previous: RequestResponseCycle | None = None  # the request before this one
         self._since = self.loop.time()  # when the current phase started
         self._timer: asyncio.TimerHandle | None = self.loop.call_later(
             self.header_timeout, self._check)
@@ -79,6 +85,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = False
         self._reading_body = True
         self._since = self.loop.time()
+        self._previous = self.cycle  # super() makes this request's cycle
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -127,5 +134,49 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.flow.pause_reading()  # ignore the rest; the 408 closes the connection
 
     def send_400_response(self, msg: str) -> None:
-        self.transport.write(raw_error(ErrorCode.InvalidHTTPRequest))
-        self.transport.close()
+        """Bytes that are not HTTP/1.1: answer 400 and close, but only after
+        every earlier request on the connection has been answered.
+
+        httptools parses all it is given in one ``feed_data``: of a complete
+        request followed by garbage in one read, the request's task has been
+        started (or queued in ``self.pipeline``) by the time the parse error
+        reaches uvicorn, whose own ``send_400_response`` writes the 400 and
+        closes at once. The request still runs, but its answer is lost and the
+        client takes the 400 for it (a created key pair's private key, gone).
+        Here the 400 follows the last earlier request's answer; a request whose
+        body is what failed to parse is never run."""
+        self.parser = _DISCARD  # nothing after the error is parsed
+        self._awaiting_headers = self._reading_body = False  # no 408 for the garbage
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            # The error is inside this request's body: the request is broken.
+            if not (self.pipeline and self.pipeline[0][0] is cycle):
+                return self._refuse()  # it runs, waiting for a body it will never get
+            self.pipeline.popleft()  # queued behind earlier ones: never run it
+            cycle = self._previous
+            self.cycle = cycle  # the one a graceful shutdown lets finish
+        if cycle is None or cycle.response_complete:  # nothing earlier is unanswered
+            return self._refuse()
+        answered = cycle.on_response  # the protocol's on_response_complete
+
+        def then_refuse() -> None:
+            answered()
+            self._refuse()
+
+        cycle.on_response = then_refuse  # after the last earlier answer (in order)
+        self.flow.pause_reading()
+
+    def _refuse(self) -> None:
+        if not self.transport.is_closing():  # (an earlier answer may have closed it)
+            self.transport.write(raw_error(ErrorCode.InvalidHTTPRequest))
+            self.transport.close()
+
+
+class _Discard:
+    """Stands in for the parser after a parse error: what else arrives is dropped."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+_DISCARD = _Discard()
