@@ -40,8 +40,11 @@ class Reply:
         return self.json().get("code") if self.body else None
 
 
-def _pairs(query: str) -> list[tuple[str, str]]:
-    return parse_qsl(query, keep_blank_values=True) if query else []
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """The pairs the server decodes from a raw query string, to sign: percent-
+    decoding as RFC 3986 says, so a literal ``+`` is a ``+`` (parse_qsl alone
+    would make it a space, as HTML forms do)."""
+    return parse_qsl(query.replace("+", "%2B"), keep_blank_values=True) if query else []
 
 
 def request(server, method: str, path: str, query: str = "", body: bytes | str | None = None, *,
@@ -70,7 +73,7 @@ def request(server, method: str, path: str, query: str = "", body: bytes | str |
     elif not unsigned:
         header_list = [(k.lower().encode(), v.encode()) for k, v in hdrs.items()
                        if k.lower() != "transfer-encoding"]
-        hdrs["Authorization"] = sign(ak, sk, method, unquote(path), _pairs(query), header_list, ts,
+        hdrs["Authorization"] = sign(ak, sk, method, unquote(path), query_pairs(query), header_list, ts,
                                      expiration, signed_headers)
     url = path + ("?" + query if query else "")
     conn = http.client.HTTPConnection(server.endpoint, timeout=timeout)

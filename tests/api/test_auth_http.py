@@ -156,3 +156,40 @@ def test_a_secret_replaced_by_another_server_is_followed(fresh_database, tmp_pat
                         "SignatureDoesNotMatch")
     finally:
         first.stop()
+
+
+def test_a_literal_plus_in_the_query_is_a_plus(server):
+    """issue 17: ``+`` in the raw query was decoded as a space before the
+    signature check, so a client that signed the ``+`` it sent was refused. A
+    literal ``+`` and ``%2B`` are both ``+``, ``%20`` is a space; the handler
+    sees the value that was signed (the clientToken of an idempotent create)."""
+    import json
+
+    from .rawhttp import name as kp_name
+
+    tag = secrets.token_hex(4)
+    body = json.dumps({"name": kp_name()}).encode()
+    # signed as sent: a literal + (rawhttp signs what the server decodes)
+    first = request(server, "POST", PATH, f"create&clientToken=t+{tag}%20x", body)
+    assert first.status == 200, first.body
+    kid = first.json()["keypair"]["keypairId"]
+    # %2B is the same token, so the same key pair, and so is the official SDK's form
+    again = request(server, "POST", PATH, f"create&clientToken=t%2B{tag}%20x", body)
+    assert again.status == 200 and again.json()["keypair"]["keypairId"] == kid
+    sdk = server.client()
+    answer = sdk._send_request(b"POST", b"/keypair", body,
+                               params={"create": None, "clientToken": f"t+{tag} x"})
+    assert answer.keypair.keypair_id == kid
+    # a space is another token: another key pair
+    other = request(server, "POST", PATH, f"create&clientToken=t%20{tag}%20x",
+                    json.dumps({"name": kp_name()}).encode())
+    assert other.status == 200 and other.json()["keypair"]["keypairId"] != kid
+    # a + signed as if it were a space is a different canonical query
+    ak, sk = next(iter(server.credentials.items()))
+    ts = format_timestamp(time.time())
+    headers = [(b"host", server.endpoint.encode()), (b"x-bce-date", ts.encode()),
+               (b"content-length", str(len(body)).encode())]
+    auth = sign(ak, sk, "POST", PATH, [("create", ""), ("clientToken", f"t {tag} x")], headers, ts)
+    assert_envelope(request(server, "POST", PATH, f"create&clientToken=t+{tag}%20x", body,
+                            authorization=auth, headers={"x-bce-date": ts}),
+                    400, "SignatureDoesNotMatch")

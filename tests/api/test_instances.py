@@ -11,7 +11,6 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import pytest
 from baidubce.exception import BceHttpClientError
@@ -19,6 +18,7 @@ from baidubce.exception import BceHttpClientError
 from localbcc.auth import format_timestamp, sign
 
 from ..server import Server
+from .rawhttp import query_pairs
 
 # --------------------------------------------------------------------------------------
 # shared helpers (no test_* names here: importing them must not collect tests twice)
@@ -129,7 +129,7 @@ def raw_request(server: Server, method: str, path: str, query: str = "", body=NO
                "Content-Length": str(len(payload))}
     if content_type:
         headers["Content-Type"] = content_type
-    pairs = parse_qsl(query, keep_blank_values=True)
+    pairs = query_pairs(query)
     headers["Authorization"] = sign(
         ak, server.credentials[ak], method, path, pairs,
         [(k.lower().encode(), v.encode()) for k, v in headers.items()], stamp,

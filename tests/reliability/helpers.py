@@ -10,14 +10,13 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import parse_qsl
 
 import orjson
 from baidubce.exception import BceHttpClientError, BceServerError
 
 from localbcc.auth import format_timestamp, sign
 
-from ..api.rawhttp import Reply  # noqa: E402  (one reply type for raw requests)
+from ..api.rawhttp import Reply, query_pairs  # noqa: E402  (one reply type for raw requests)
 from ..waiting import wait_until  # noqa: E402
 
 ENVELOPE_KEYS = {"requestId", "code", "message"}
@@ -36,7 +35,7 @@ def auth_headers(server, method: str, path: str, query: str = "", body: bytes | 
     if body is not None:
         headers["content-length"] = str(len(body))
     headers.update(extra or {})
-    pairs = parse_qsl(query, keep_blank_values=True) if query else []
+    pairs = query_pairs(query)
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     headers["authorization"] = sign(ak, sk, method, path, pairs, raw, ts, expiration, signed_headers)
     return headers
@@ -158,7 +157,7 @@ def port_closed(port: int) -> bool:
 
 def database_url(server) -> str:
     """The server's database as a SQLAlchemy URL, to check state in SQL."""
-    from localbcc.store.db import normalize_url, sqlite_url
+    from localbcc.store.urls import normalize_url, sqlite_url
 
     if server.database_url:
         return normalize_url(server.database_url)

@@ -10,7 +10,7 @@ import os
 
 import time
 import urllib.request
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import pytest
@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from localbcc.api.routes import ROUTES
 from localbcc.auth import format_timestamp, sign
 
+from ..api.rawhttp import query_pairs
 from .helpers import ENVELOPE_KEYS, openssh_ed25519
 
 MAX_EXAMPLES = int(os.environ.get("LOCALBCC_FUZZ_EXAMPLES", "12"))  # per operation and mode
@@ -86,7 +87,7 @@ class BceAuth(requests.auth.AuthBase):
         ts = format_timestamp(time.time())
         r.headers["x-bce-date"] = ts
         headers = [(k.lower().encode(), str(v).encode("latin-1", "replace")) for k, v in r.headers.items()]
-        pairs = parse_qsl(url.query, keep_blank_values=True)
+        pairs = query_pairs(url.query)  # what the server decodes: a literal + is a +
         r.headers["Authorization"] = sign(self.ak, self.sk, r.method, unquote(url.path), pairs,
                                           headers, ts)
         return r

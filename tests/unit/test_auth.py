@@ -594,3 +594,93 @@ def test_long_header_lines_stay_out_of_the_caches() -> None:
     assert lookups() == before
     canonical_headers([(b"x-bce-short", b"v")], None)  # short lines go through it as before
     assert lookups() == before + 1
+
+
+# ---------------------------------------------------------------------------
+# The raw query string as clients send it (issue 17: a literal + was a space)
+
+
+def _raw_query_pairs(raw: str) -> list[tuple[str, str]]:
+    """What the server checks a signature against: the app's query decoding."""
+    from localbcc.api.app import _query_pairs
+
+    return _query_pairs(raw.encode("ascii"))
+
+
+def _go_uri_encode(text: str) -> str:
+    """bce-sdk-go util.UriEncode(text, true), byte for byte."""
+    out = []
+    for b in text.encode("utf-8"):
+        c = chr(b)
+        out.append(c if c.isascii() and (c.isalnum() or c in "-_.~") else "%%%02X" % b)
+    return "".join(out)
+
+
+def _go_sign(params: dict[str, str], headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+    """(the query string the Go SDK sends, its Authorization), as auth/signer.go
+    and http/request.go build them: both UriEncode every key and value."""
+    wire = "&".join(_go_uri_encode(k) + ("=" + _go_uri_encode(v) if v else "")
+                    for k, v in params.items())
+    canonical_q = "&".join(sorted(_go_uri_encode(k) + "=" + _go_uri_encode(v)
+                                  for k, v in params.items() if k.lower() != "authorization"))
+    import hashlib
+    import hmac as hmac_mod
+
+    prefix = f"bce-auth-v1/{AK}/{TS}/1800"
+    key = signing_key(SK, prefix).encode()
+    canonical_h = canonical_headers(headers, ["host", "x-bce-date"])
+    creq = "\n".join(["GET", PATH, canonical_q, canonical_h]).encode()
+    return wire, f"{prefix}/host;x-bce-date/" + hmac_mod.new(key, creq, hashlib.sha256).hexdigest()
+
+
+_QUERY_TEXT = st.lists(st.sampled_from(list("ab+ %=&?/~*é键") + ["%2B", "%20"]),
+                      max_size=8).map("".join)
+
+
+@given(st.dictionaries(_QUERY_TEXT.filter(lambda k: k != "" and k.lower() != "authorization"),
+                       _QUERY_TEXT, min_size=1, max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_what_the_python_sdk_sends_verifies(params: dict[str, str]) -> None:
+    """The Python SDK sends and signs normalize_string of every key and value:
+    ``+`` as ``%2B``, a space as ``%20``; decoded, they are the values it signed."""
+    headers = {b"host": HOST, b"x-bce-date": TS.encode()}
+    auth = bce_v1_signer.sign(BceCredentials(AK, SK), b"GET", PATH.encode(), headers, params,
+                              int(NOW))
+    wire = sdk_utils.get_canonical_querystring(params, False).decode("ascii")
+    pairs = _raw_query_pairs(wire)
+    assert sorted(pairs) == sorted(params.items())
+    verifier = Verifier({AK: SK}.get, FakeClock(NOW))
+    assert verifier.verify("GET", PATH, pairs, list(headers.items()) + [(b"authorization", auth)]) == AK
+
+
+@given(st.dictionaries(_QUERY_TEXT.filter(lambda k: k != "" and k.lower() != "authorization"),
+                       _QUERY_TEXT, min_size=1, max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_what_the_go_sdk_sends_verifies(params: dict[str, str]) -> None:
+    headers = [(b"host", HOST), (b"x-bce-date", TS.encode()), (b"user-agent", b"bce-sdk-go")]
+    wire, auth = _go_sign(params, headers)
+    pairs = _raw_query_pairs(wire)
+    assert sorted(pairs) == sorted(params.items())
+    verifier = Verifier({AK: SK}.get, FakeClock(NOW))
+    assert verifier.verify("GET", PATH, pairs, headers + [(b"authorization", auth.encode())]) == AK
+
+
+@pytest.mark.parametrize("raw, value", [
+    ("q=a+b", "a+b"),        # a literal + is a +, as RFC 3986 says (not form encoding)
+    ("q=a%2Bb", "a+b"),      # what both SDKs send for it
+    ("q=a%20b", "a b"),      # and for a space
+    ("q=a++%2B+", "a++++"),
+    ("q=+", "+"),
+])
+def test_literal_plus_in_the_raw_query_is_signed_as_a_plus(verifier: Verifier, raw: str,
+                                                           value: str) -> None:
+    pairs = _raw_query_pairs(raw)
+    assert pairs == [("q", value)]
+    assert canonical_query(pairs) == "q=" + normalize(value)
+    # a client that signs the + it sends is accepted...
+    method, path, _, headers = python_request(query=[("q", value)])
+    assert verifier.verify(method, path, pairs, headers) == AK
+    # ...and one that signed a space for it is not (that is another value)
+    if "+" in raw:
+        method, path, _, headers = python_request(query=[("q", value.replace("+", " "))])
+        expect(ErrorCode.SignatureDoesNotMatch, verifier, (method, path, pairs, headers))

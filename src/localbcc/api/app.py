@@ -7,12 +7,11 @@ keeps the per-request overhead to a few microseconds (docs/design.md).
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
-import random
+import os
 import time
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 import orjson
 
@@ -20,7 +19,7 @@ from ..errors import BceError, ErrorCode, envelope
 from .. import ssh
 from ..store.accounts import SecretNotCached
 from . import openapi
-from .accesslog import AccessLog
+from .accesslog import AccessLog, quote
 from .context import Context
 from .metrics import CONTENT_TYPE as _METRICS_TYPE, Metrics, is_loopback
 from .protocol import BODY_TIMEOUT_KEY
@@ -83,7 +82,7 @@ class App:
             code, close = err.code.wire, err.code in _CLOSING
             status, payload = err.status, envelope(request_id, err)
         except Exception:  # never a traceback on the wire
-            log.exception("internal error in %s %s (request %s)", method, _printable(path),
+            log.exception("internal error in %s %s (request %s)", quote(method), quote(path),
                           request_id)
             code, status = ErrorCode.InternalError.wire, 500
             payload = envelope(request_id, BceError(ErrorCode.InternalError))
@@ -105,9 +104,8 @@ class App:
         elapsed = time.perf_counter() - started
         self.metrics.observe(operation, code, elapsed)
         if self.access_log.enabled():
-            self.access_log.add(req.request_id, req.account or "-", req.method,
-                                _printable(req.path), req.flag or "-", operation, status, code,
-                                elapsed * 1000)
+            self.access_log.add(req.request_id, req.account or "-", req.method, req.path,
+                                req.flag or "-", operation, status, code, elapsed * 1000)
 
     async def _public(self, scope: dict, send, req: Request, started: float) -> None:
         """/healthz, /openapi.json and /metrics: unsigned, outside the /v2 API."""
@@ -158,21 +156,40 @@ class App:
 
 
 def _request_id() -> str:
-    """A version-4 UUID, as BCE request ids are: 74 random bits chosen once per
-    process (with the 6 version and variant bits, the first 80), then a 48-bit
-    counter. Unique (not secret), and a tenth of the cost of ``uuid.uuid4()``,
-    which reads os.urandom on every request."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+    """A fresh version-4 UUID (spec §1), as ``str(uuid.uuid4())`` gives: 122
+    bits from ``os.urandom``, so ids are unguessable, not a counter (issue 17).
+    The random bytes are read for 256 ids at a time and hex-encoded once, which
+    makes an id cheaper than the counter scheme it replaced (~0.2 µs against
+    ~0.4 µs compiled; ``uuid.uuid4()`` costs ~2 µs). A forked child drops the
+    batch it inherited (:func:`_forget_ids`), so processes never share ids."""
+    pool = _IDS
+    h, at = pool.hex, pool.at
+    if at >= len(h):
+        h = pool.hex = os.urandom(16 * _ID_BATCH).hex()
+        at = 0
+    pool.at = at + 32
+    # 8-4-4-4-12; the 13th hex digit is the version (4), the 17th the RFC 4122
+    # variant (one of 8, 9, a, b: the random digit's two low bits kept).
+    return (f"{h[at:at + 8]}-{h[at + 8:at + 12]}-4{h[at + 13:at + 16]}-"
+            f"{_VARIANT[h[at + 16]]}{h[at + 17:at + 20]}-{h[at + 20:at + 32]}")
 
 
-def _id_prefix() -> str:
-    h = "%032x" % (random.SystemRandom().getrandbits(128) & ~((0xF << 76) | (0x3 << 62))
-                   | (0x4 << 76) | (0x2 << 62))  # version 4, RFC 4122 variant
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+class _IdPool:
+    def __init__(self) -> None:
+        self.hex = ""  # 32 hex digits per id
+        self.at = 0  # where the next id's digits start
 
 
-_ID_PREFIX = _id_prefix()
-_ID_COUNTER = itertools.count(random.getrandbits(48))
+_ID_BATCH = 256
+_IDS = _IdPool()
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
+def _forget_ids() -> None:
+    _IDS.hex, _IDS.at = "", 0
+
+
+os.register_at_fork(after_in_child=_forget_ids)
 
 
 def _check_version(path: str) -> None:
@@ -185,14 +202,23 @@ def _check_version(path: str) -> None:
 
 
 def _query_pairs(raw: bytes) -> list[tuple[str, str]]:
+    """The query's (name, value) pairs, ``&``-separated, split at the first ``=``
+    and percent-decoded as UTF-8 (RFC 3986): ``%2B`` is ``+``, ``%20`` a space,
+    and a literal ``+`` is a ``+``. Not ``parse_qsl``, whose form decoding turns
+    ``+`` into a space: a client that signed a ``+`` was refused (issue 17). The
+    SDKs send ``%2B`` and ``%20``; handlers and the signature check see these
+    same pairs. Empty items are skipped, a name without ``=`` has the value ``""``."""
     if not raw:
         return []
     try:
         text = raw.decode("ascii")
-        if "%" not in text and "+" not in text:  # nothing to decode: what parse_qsl does, faster
-            return [(name, value) for name, _, value in
-                    (item.partition("=") for item in text.split("&") if item)]
-        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        pairs = [(name, value) for name, _, value in
+                 (item.partition("=") for item in text.split("&") if item)]
+        if "%" not in text:  # nothing to decode
+            return pairs
+        return [(unquote(name, errors="strict") if "%" in name else name,
+                 unquote(value, errors="strict") if "%" in value else value)
+                for name, value in pairs]
     except (UnicodeDecodeError, ValueError):
         raise BceError(ErrorCode.InvalidURI, "The query string is not valid.") from None
 
@@ -210,11 +236,6 @@ def _body_length(headers: list[tuple[bytes, bytes]]) -> int | None:
         if name == b"transfer-encoding":
             length = None
     return length
-
-
-def _printable(text: str) -> str:
-    """Text safe for one log line: control characters (a decoded %0A) escaped."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 async def _read_body(receive, scope: dict) -> bytes:
