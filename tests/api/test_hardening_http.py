@@ -286,3 +286,17 @@ def test_request_id_is_a_canonical_uuid4():
     for rid in ids:
         parsed = uuid.UUID(rid)
         assert str(parsed) == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_body_nested_too_deeply_for_the_request_hash_is_a_400(server):
+    """orjson reads 1024 levels of nesting but writes only 255: the clientToken
+    hash of a create instance body (the whole body) with a deep unknown field
+    was a 500 InternalError."""
+    def create(depth: int) -> Reply:
+        raw = (b'{"imageId": "m-Ubt2204a", "unknownField": ' + b"[" * depth + b"1"
+               + b"]" * depth + b"}")
+        return request(server, "POST", "/v2/instance", "", raw)
+
+    body = assert_envelope(create(300), 400, "InappropriateJSON")
+    assert "nested too deeply" in body["message"]
+    assert create(200).status == 200

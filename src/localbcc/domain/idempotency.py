@@ -11,7 +11,12 @@ from ..store.repo import Tx
 
 
 def request_hash(request: Any) -> str:
-    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        canonical = orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # orjson reads 1024 levels of nesting, writes 255
+        raise BceError(ErrorCode.InappropriateJSON,
+                       "The JSON body is nested too deeply (at most 250 levels).") from None
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def replay(tx: Tx, account: str, operation: str, token: str | None, digest: str) -> Any | None:
