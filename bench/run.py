@@ -56,7 +56,8 @@ from localbcc.clock import Clock
 from localbcc.domain.keys import fingerprint_md5, parse_public_key
 from localbcc.domain.validation import new_id
 from localbcc.store.accounts import Accounts
-from localbcc.store.db import Store, sqlite_url
+from localbcc.store.db import Store
+from localbcc.store.urls import sqlite_url
 from localbcc.store.schema import instances, keypairs
 
 BENCH = Path(__file__).resolve().parent

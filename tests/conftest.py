@@ -20,6 +20,10 @@ from .server import Server
 
 BACKENDS = ("sqlite", "postgresql")
 
+# Every Store of the suite, in process and in the servers it starts, refuses a
+# transaction on the event loop that bypasses the unit of work (store/db.py).
+os.environ["LOCALBCC_CHECK_UNITS"] = "1"
+
 
 def pytest_addoption(parser):
     parser.addoption("--backend", action="append", choices=BACKENDS, default=None,

@@ -75,7 +75,7 @@ class Server:
 
     def database(self) -> str:
         """The server's database as a SQLAlchemy URL (to check state in SQL)."""
-        from localbcc.store.db import normalize_url, sqlite_url
+        from localbcc.store.urls import normalize_url, sqlite_url
 
         return normalize_url(self.database_url) if self.database_url else sqlite_url(self.data_dir.resolve())
 

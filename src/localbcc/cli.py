@@ -121,7 +121,7 @@ def _opened_store(data_dir: Path, database_url: Optional[str], *, prepare: bool 
     from sqlalchemy.exc import DBAPIError
 
     from .server import open_store
-    from .store.db import SchemaMismatch, describe_error
+    from .store.failures import SchemaMismatch, describe_error
     from .store.transfer import TransferError
 
     store = None
@@ -207,7 +207,7 @@ def db_upgrade(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) ->
 @db_app.command("check")
 def db_check(data_dir: Path = DataDir, database_url: Optional[str] = DbUrl) -> None:
     """Exit 0 if the database schema is the one this localbcc needs; else say what to do (exit 2)."""
-    from .store.db import SCHEMA_REVISION
+    from .store.migrate import SCHEMA_REVISION
 
     with _opened_store(data_dir, database_url, create=False) as store:
         store.check()

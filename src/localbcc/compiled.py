@@ -39,6 +39,7 @@ MODULES = (
     "localbcc.domain.validation",
     "localbcc.store.prepared",
     "localbcc.store.repo",
+    "localbcc.store.unit",
 )
 
 #: Written by setup.py: {"modules": [...], "sources": {path: sha256}} for a

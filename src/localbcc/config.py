@@ -31,6 +31,6 @@ class Settings:
     metrics_public: bool = False  # serve GET /metrics to non-loopback clients too
 
     def resolved_database_url(self) -> str:
-        from .store.db import sqlite_url
+        from .store.urls import sqlite_url
 
         return self.database_url or sqlite_url(Path(self.data_dir).resolve())

@@ -17,7 +17,8 @@ from .api.context import Context
 from .api.protocol import LimitedHttpToolsProtocol
 from .config import Settings
 from .store.accounts import Accounts, parse_credentials
-from .store.db import DatabaseUnreachable, SchemaMismatch, Store, describe_error
+from .store.db import Store
+from .store.failures import DatabaseUnreachable, SchemaMismatch, describe_error
 
 log = logging.getLogger("localbcc")
 _SETTINGS_ENV = "LOCALBCC_INTERNAL_SETTINGS"  # hands settings to --workers processes

@@ -487,7 +487,8 @@ def test_a_full_account_or_a_replay_generates_no_key(tmp_path, monkeypatch):
     from localbcc.domain.keypairs import KeypairService
     from localbcc.errors import BceError, ErrorCode
     from localbcc.store.accounts import Accounts
-    from localbcc.store.db import Store, sqlite_url
+    from localbcc.store.db import Store
+    from localbcc.store.urls import sqlite_url
 
     generated = []
     real = KeypairService.generate

@@ -13,7 +13,8 @@ from sqlalchemy import create_engine, text
 from localbcc.clock import FakeClock
 from localbcc.domain.instances import InstanceService
 from localbcc.domain.keypairs import KeypairService
-from localbcc.store.db import Store, normalize_url
+from localbcc.store.db import Store
+from localbcc.store.urls import normalize_url
 
 from ..store.data import LINUX, public_key
 

@@ -8,7 +8,9 @@ import hashlib
 from alembic import command
 from sqlalchemy import inspect, text
 
-from localbcc.store.db import SCHEMA_REVISION, Store, sqlite_url
+from localbcc.store.db import Store
+from localbcc.store.migrate import SCHEMA_REVISION
+from localbcc.store.urls import sqlite_url
 from localbcc.store.schema import instances
 
 

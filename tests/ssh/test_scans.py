@@ -10,7 +10,8 @@ from localbcc.clock import FakeClock
 from localbcc.config import Settings
 from localbcc.ssh import service as ssh_service
 from localbcc.ssh.service import SshService
-from localbcc.store.db import Store, sqlite_url
+from localbcc.store.db import Store
+from localbcc.store.urls import sqlite_url
 
 from ..server import free_port
 

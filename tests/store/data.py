@@ -17,7 +17,8 @@ from localbcc.domain.instances import InstanceService
 from localbcc.domain.keypairs import KeypairService
 from localbcc.errors import BceError
 from localbcc.store.accounts import Accounts
-from localbcc.store.db import Store, normalize_url
+from localbcc.store.db import Store
+from localbcc.store.urls import normalize_url
 
 LINUX, WINDOWS = "m-Ubt2204a", "m-Win2019d"
 

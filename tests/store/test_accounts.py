@@ -66,7 +66,8 @@ def test_a_network_database_is_never_asked_on_the_event_loop(fresh_database, bac
 
 def test_unknown_access_keys_cannot_grow_the_cache_without_bound(tmp_path):
     from localbcc.store import accounts as mod
-    from localbcc.store.db import Store, sqlite_url
+    from localbcc.store.db import Store
+    from localbcc.store.urls import sqlite_url
 
     store = Store(sqlite_url(tmp_path))
     try:
@@ -86,7 +87,8 @@ def test_of_two_loads_the_later_read_stays(tmp_path, monkeypatch):
     """Loads run on several threads on PostgreSQL: one that read before an
     account was created must not overwrite one that read after."""
     from localbcc.store import accounts as mod
-    from localbcc.store.db import Store, sqlite_url
+    from localbcc.store.db import Store
+    from localbcc.store.urls import sqlite_url
 
     store = Store(sqlite_url(tmp_path))
     try:

@@ -15,7 +15,8 @@ from localbcc.api.context import Context
 from localbcc.clock import FakeClock
 from localbcc.config import Settings
 from localbcc.errors import BceError, ErrorCode
-from localbcc.store.db import Store, sqlite_url
+from localbcc.store.db import Store
+from localbcc.store.urls import sqlite_url
 
 AK = "AKcontention"
 
@@ -50,9 +51,9 @@ def test_a_write_waits_for_another_process_without_stalling_the_loop(world):
     async def scenario() -> list[str]:
         events = []
         other.execute("BEGIN IMMEDIATE")
-        write = asyncio.ensure_future(ctx.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
+        write = asyncio.ensure_future(ctx.unit.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
         await asyncio.sleep(0)  # the write runs first, finds the lock taken and waits its turn
-        read = await ctx.run(ctx.keypairs.get, AK, kid)  # served meanwhile
+        read = await ctx.unit.run(ctx.keypairs.get, AK, kid)  # served meanwhile
         events.append(f"read {read['keypair']['name']}, write done: {write.done()}")
         other.execute("COMMIT")
         await write
@@ -64,12 +65,12 @@ def test_a_write_waits_for_another_process_without_stalling_the_loop(world):
 
 def test_a_write_gives_up_with_503_after_the_busy_timeout(world, monkeypatch):
     ctx, kid, other = world
-    monkeypatch.setattr("localbcc.api.context.BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr("localbcc.store.unit.BUSY_TIMEOUT_MS", 100)
 
     async def scenario() -> None:
         other.execute("BEGIN IMMEDIATE")
         try:
-            await ctx.run(ctx.keypairs.rename, AK, kid, {"name": "never"})
+            await ctx.unit.run(ctx.keypairs.rename, AK, kid, {"name": "never"})
         finally:
             other.execute("ROLLBACK")
 
@@ -100,7 +101,7 @@ def test_a_refused_commit_leaves_nothing_locked(world, monkeypatch):
         results = []
         for name in ("refused", "next"):
             try:
-                await ctx.run(ctx.keypairs.rename, AK, kid, {"name": name})
+                await ctx.unit.run(ctx.keypairs.rename, AK, kid, {"name": name})
                 results.append(f"{name}: ok")
             except BceError as exc:
                 results.append(f"{name}: {exc.code.name}")
@@ -123,8 +124,8 @@ def test_an_error_from_a_failed_batch_does_not_come_back_later(world, monkeypatc
         raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
 
     async def failing_turn():
-        good = ctx.run(ctx.keypairs.rename, AK, kid, {"name": "lost"})
-        bad = ctx.run(ctx.keypairs.rename, AK, "k-NoSuch00", {"name": "never"})
+        good = ctx.unit.run(ctx.keypairs.rename, AK, kid, {"name": "lost"})
+        bad = ctx.unit.run(ctx.keypairs.rename, AK, "k-NoSuch00", {"name": "never"})
         return await asyncio.gather(good, bad, return_exceptions=True)
 
     with monkeypatch.context() as patched:
@@ -134,7 +135,7 @@ def test_an_error_from_a_failed_batch_does_not_come_back_later(world, monkeypatc
 
     async def busy_then_written():
         other.execute("BEGIN IMMEDIATE")
-        write = asyncio.ensure_future(ctx.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
+        write = asyncio.ensure_future(ctx.unit.run(ctx.keypairs.rename, AK, kid, {"name": "after"}))
         await asyncio.sleep(0)  # the write runs first, finds the lock taken and waits its turn
         other.execute("COMMIT")
         await write

@@ -1,4 +1,4 @@
-"""store/db.py in-process: URL handling, storage failures as 503, start-up errors."""
+"""The store in-process: URL handling, storage failures as 503, start-up errors."""
 from __future__ import annotations
 
 import sqlite3
@@ -7,7 +7,10 @@ import threading
 import pytest
 
 from localbcc.errors import BceError, ErrorCode
-from localbcc.store.db import DatabaseUnreachable, Store, _use_wal, normalize_url
+from localbcc.store.db import Store
+from localbcc.store.failures import DatabaseUnreachable
+from localbcc.store.sqlite import use_wal
+from localbcc.store.urls import normalize_url
 from localbcc.store.repo import advisory_key
 
 
@@ -113,7 +116,7 @@ def test_a_database_that_cannot_be_written_is_refused_at_start_up(tmp_path, monk
 def test_credentials_replacing_a_stored_secret_say_so(tmp_path, caplog):
     from localbcc.clock import FakeClock
     from localbcc.store.accounts import Accounts
-    from localbcc.store.db import sqlite_url
+    from localbcc.store.urls import sqlite_url
 
     store = Store(sqlite_url(tmp_path))
     try:
@@ -149,12 +152,12 @@ class _Refusing:
 
 def test_the_switch_to_wal_is_tried_again_while_another_process_holds_the_file():
     cur = _Refusing(times=3, code=sqlite3.SQLITE_BUSY)
-    _use_wal(cur)
+    use_wal(cur)
     assert cur.calls == 4
 
 
 def test_the_switch_to_wal_does_not_retry_other_errors():
     cur = _Refusing(times=1, code=sqlite3.SQLITE_READONLY)
     with pytest.raises(sqlite3.OperationalError):
-        _use_wal(cur)
+        use_wal(cur)
     assert cur.calls == 1

@@ -10,7 +10,9 @@ import threading
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from localbcc.store.db import SCHEMA_REVISION, Store, normalize_url
+from localbcc.store.db import Store
+from localbcc.store.migrate import SCHEMA_REVISION
+from localbcc.store.urls import normalize_url
 from localbcc.store.schema import metadata
 
 from ..server import LOCALBCC, ROOT, Server, free_port

@@ -16,7 +16,8 @@ import pytest
 from localbcc.clock import FakeClock
 from localbcc.domain.instances import InstanceService
 from localbcc.domain.keypairs import KeypairService
-from localbcc.store.db import SCHEMA_REVISION, Store
+from localbcc.store.db import Store
+from localbcc.store.migrate import SCHEMA_REVISION
 from localbcc.store.transfer import FORMAT, VERSION, TransferError, export, import_
 
 from ..server import LOCALBCC, ROOT, Server

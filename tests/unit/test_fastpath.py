@@ -30,7 +30,9 @@ from localbcc.domain.keypairs import KeypairService
 from localbcc.errors import BceError, ErrorCode
 from localbcc.store.accounts import Accounts
 from localbcc.store.cache import ReadCache
-from localbcc.store.db import Store, _Checkpointer, sqlite_url
+from localbcc.store.db import Store
+from localbcc.store.sqlite import Checkpointer
+from localbcc.store.urls import sqlite_url
 from localbcc.store.prepared import Prepared
 from localbcc.store.schema import accounts, keypairs
 
@@ -41,7 +43,9 @@ AK = "AKfast"
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(sqlite_url(tmp_path))
+    # The group-commit tests below drive batches directly on an event loop, as
+    # only the unit of work (store/unit.py) may: the suite's check is off here.
+    s = Store(sqlite_url(tmp_path), check_units=False)
     s.prepare()
     Accounts(s, FakeClock()).ensure(f"{AK}:SKfast0123456789")
     yield s
@@ -127,7 +131,7 @@ def _structure(path) -> dict:
 
 
 def test_an_empty_database_gets_what_the_migrations_build(tmp_path):
-    from localbcc.store.db import SCHEMA_REVISION
+    from localbcc.store.migrate import SCHEMA_REVISION
 
     (tmp_path / "prepared").mkdir()
     (tmp_path / "migrated").mkdir()
@@ -242,15 +246,15 @@ def test_nothing_joins_a_batch_that_sqlite_rolled_back(store, service):
 def test_an_error_answer_waits_for_the_batch_it_read(store, monkeypatch):
     """An error can rest on a batch-mate's uncommitted write (here: the same
     public key, imported in the same turn). If that batch then fails, the error
-    must not have been the answer: Context.run waits for the commit either way."""
+    must not have been the answer: store.unit.run waits for the commit either way."""
     ctx = Context(Settings(ssh=False), store, FakeClock())
     key = public_key()
 
     async def one_turn():
         first = asyncio.ensure_future(
-            ctx.run(ctx.keypairs.import_, AK, {"name": "one", "publicKey": key}, None))
+            ctx.unit.run(ctx.keypairs.import_, AK, {"name": "one", "publicKey": key}, None))
         second = asyncio.ensure_future(
-            ctx.run(ctx.keypairs.import_, AK, {"name": "two", "publicKey": key}, None))
+            ctx.unit.run(ctx.keypairs.import_, AK, {"name": "two", "publicKey": key}, None))
         return await asyncio.gather(first, second, return_exceptions=True)
 
     def failing_commit(transaction):
@@ -259,6 +263,28 @@ def test_an_error_answer_waits_for_the_batch_it_read(store, monkeypatch):
     monkeypatch.setattr("sqlalchemy.engine.base.RootTransaction.commit", failing_commit)
     results = asyncio.run(one_turn())
     assert [r.code for r in results] == [ErrorCode.ServiceUnavailable] * 2, results
+
+
+def test_a_write_on_the_event_loop_outside_the_unit_of_work_is_refused(tmp_path):
+    """With the check on (as in the whole suite), a write on the loop's thread
+    that no ``unit.run`` started fails: nothing would wait for its commit."""
+    checked = Store(sqlite_url(tmp_path), check_units=True)
+    checked.prepare()
+    service = KeypairService(checked, FakeClock(), "bj", 500)
+    Accounts(checked, FakeClock()).ensure(f"{AK}:SKfast0123456789")
+    kid = _import(service, "checked")  # no event loop: a transaction of its own
+
+    async def main():
+        with pytest.raises(AssertionError):
+            service.rename(AK, kid, {"name": "bypassed"})
+        assert service.get(AK, kid)["keypair"]["name"] == "checked"  # SQLite reads may
+        await checked.unit.run(service.rename, AK, kid, {"name": "through-the-unit"})
+
+    try:
+        asyncio.run(main())
+        assert _committed_name(checked, kid) == "through-the-unit"
+    finally:
+        checked.dispose()
 
 
 def test_background_reads_run_off_the_event_loop(store, service):
@@ -281,11 +307,11 @@ def test_background_reads_run_off_the_event_loop(store, service):
 
 def test_the_wal_is_rewound_under_sustained_writes(store, service, monkeypatch):
     """Back-to-back batches never leave SQLite a moment to rewind the WAL by
-    itself; the writer's RESTART checkpoint (store/db.py, _Checkpointer) does.
+    itself; the writer's RESTART checkpoint (store/sqlite.py, Checkpointer) does.
     The checkpoint thread's work is done here, between batches, so the test
     does not depend on its timing."""
-    monkeypatch.setattr(_Checkpointer, "RESTART_PAGES", 50)
-    monkeypatch.setattr(_Checkpointer, "INTERVAL", 3600.0)  # the thread stays out of the way
+    monkeypatch.setattr(Checkpointer, "RESTART_PAGES", 50)
+    monkeypatch.setattr(Checkpointer, "INTERVAL", 3600.0)  # the thread stays out of the way
     kids = [_import(service, f"w{i}") for i in range(8)]
     wal = Path(store.url.removeprefix("sqlite:///") + "-wal")
     sizes = []

@@ -13,7 +13,8 @@ from localbcc.domain.instances import InstanceService
 from localbcc.domain.keypairs import KeypairService
 from localbcc.domain.models import Instance
 from localbcc.errors import BceError, ErrorCode
-from localbcc.store.db import Store, sqlite_url
+from localbcc.store.db import Store
+from localbcc.store.urls import sqlite_url
 
 T = 5.0
 ACCOUNT = "AK-unit"

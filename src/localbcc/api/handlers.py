@@ -17,50 +17,50 @@ async def create_keypair(ctx: Context, req: Request) -> Answer:
     name, description = ctx.keypairs.parse_create(req.json())
     token = validation.client_token(req.param("clientToken"))
     # A replay or a full account answers without the key that would be thrown away.
-    answered = await ctx.run(ctx.keypairs.before_create, req.account, name, description, token)
+    answered = await ctx.unit.run(ctx.keypairs.before_create, req.account, name, description, token)
     if answered is not None:
         return answered
     generated = await ctx.offload(ctx.keypairs.generate)  # RSA generation is CPU-heavy
-    return await ctx.run(ctx.keypairs.create, req.account, name, description, token, generated)
+    return await ctx.unit.run(ctx.keypairs.create, req.account, name, description, token, generated)
 
 
 async def import_keypair(ctx: Context, req: Request) -> Answer:
     token = validation.client_token(req.param("clientToken"))
-    return await ctx.run(ctx.keypairs.import_, req.account, req.json(), token)
+    return await ctx.unit.run(ctx.keypairs.import_, req.account, req.json(), token)
 
 
 async def list_keypairs(ctx: Context, req: Request) -> Answer:
     max_keys = validation.max_keys(req.param("maxKeys"))
     name = req.param("name") or None
-    return await ctx.run(ctx.keypairs.list, req.account, req.param("marker"), max_keys, name)
+    return await ctx.unit.run(ctx.keypairs.list, req.account, req.param("marker"), max_keys, name)
 
 
 async def get_keypair(ctx: Context, req: Request) -> Answer:
-    return await ctx.run(ctx.keypairs.get, req.account, req.item_id)
+    return await ctx.unit.run(ctx.keypairs.get, req.account, req.item_id)
 
 
 async def rename_keypair(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.keypairs.rename, req.account, req.item_id, req.json())
+    await ctx.unit.run(ctx.keypairs.rename, req.account, req.item_id, req.json())
     return None
 
 
 async def update_keypair_desc(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.keypairs.update_description, req.account, req.item_id, req.json())
+    await ctx.unit.run(ctx.keypairs.update_description, req.account, req.item_id, req.json())
     return None
 
 
 async def delete_keypair(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.keypairs.delete, req.account, req.item_id)
+    await ctx.unit.run(ctx.keypairs.delete, req.account, req.item_id)
     return None
 
 
 async def attach_keypair(ctx: Context, req: Request) -> Answer:
-    answer = await ctx.run(ctx.instances.attach, req.account, req.item_id, req.json())
+    answer = await ctx.unit.run(ctx.instances.attach, req.account, req.item_id, req.json())
     return {"requestId": req.request_id, **answer}
 
 
 async def detach_keypair(ctx: Context, req: Request) -> Answer:
-    answer = await ctx.run(ctx.instances.detach, req.account, req.item_id, req.json())
+    answer = await ctx.unit.run(ctx.instances.detach, req.account, req.item_id, req.json())
     return {"requestId": req.request_id, **answer}
 
 
@@ -75,35 +75,35 @@ async def _secret_key(ctx: Context, req: Request) -> str:
 async def create_instance(ctx: Context, req: Request) -> Answer:
     token = validation.client_token(req.param("clientToken"))
     secret = await _secret_key(ctx, req)
-    answer = await ctx.run(ctx.instances.create, req.account, secret, req.json(), token)
+    answer = await ctx.unit.run(ctx.instances.create, req.account, secret, req.json(), token)
     await ctx.open_endpoints(answer["instanceIds"])
     return answer
 
 
 async def list_instances(ctx: Context, req: Request) -> Answer:
     max_keys = validation.max_keys(req.param("maxKeys"))
-    return await ctx.run(
+    return await ctx.unit.run(
         ctx.instances.list, req.account, req.param("marker"), max_keys,
         status=req.param("status") or None, keypair_id=req.param("keypairId") or None,
         ids=validation.instance_ids_param(req.param("instanceIds")))
 
 
 async def get_instance(ctx: Context, req: Request) -> Answer:
-    return await ctx.run(ctx.instances.get, req.account, req.item_id)
+    return await ctx.unit.run(ctx.instances.get, req.account, req.item_id)
 
 
 async def start_instance(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.instances.start, req.account, req.item_id)
+    await ctx.unit.run(ctx.instances.start, req.account, req.item_id)
     return None
 
 
 async def stop_instance(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.instances.stop, req.account, req.item_id)
+    await ctx.unit.run(ctx.instances.stop, req.account, req.item_id)
     return None
 
 
 async def reboot_instance(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.instances.reboot, req.account, req.item_id)
+    await ctx.unit.run(ctx.instances.reboot, req.account, req.item_id)
     # The Go SDK decodes a BatchOperationResp here (bcc-instances-more.md §1):
     # an empty body is an EOF error there for a reboot that succeeded.
     return {"requestId": req.request_id, "failedInstanceIdList": []}
@@ -111,13 +111,13 @@ async def reboot_instance(ctx: Context, req: Request) -> Answer:
 
 async def rebuild_instance(ctx: Context, req: Request) -> Answer:
     secret = await _secret_key(ctx, req)
-    await ctx.run(ctx.instances.rebuild, req.account, secret, req.item_id, req.json())
+    await ctx.unit.run(ctx.instances.rebuild, req.account, secret, req.item_id, req.json())
     await ctx.open_endpoints([req.id])  # e.g. rebuilt from Windows to Linux
     return None
 
 
 async def release_instance(ctx: Context, req: Request) -> Answer:
-    await ctx.run(ctx.instances.release, req.account, req.item_id)
+    await ctx.unit.run(ctx.instances.release, req.account, req.item_id)
     return None
 
 

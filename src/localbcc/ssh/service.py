@@ -207,7 +207,7 @@ class SshService:
 
     async def _boot(self) -> None:
         deadline = time.monotonic() + BOOT_WAIT_SECONDS
-        while not await self.ctx.run(self.locks.try_lock, "boot"):
+        while not await self.ctx.unit.run(self.locks.try_lock, "boot"):
             if time.monotonic() > deadline:
                 log.warning("SSH: another localbcc process on this database has been opening "
                             "its SSH endpoints for %.0f s; not waiting for it", BOOT_WAIT_SECONDS)
@@ -216,10 +216,10 @@ class SshService:
         try:
             await self._try_serve(first=True)
         finally:
-            await self.ctx.run(self.locks.unlock, "boot")
+            await self.ctx.unit.run(self.locks.unlock, "boot")
 
     async def _try_serve(self, first: bool) -> None:
-        if await self.ctx.run(self.locks.try_lock, "serve"):
+        if await self.ctx.unit.run(self.locks.try_lock, "serve"):
             self.serving = True
             log.info("SSH: this process serves the SSH endpoints of this database (%s layout, "
                      "port %s%s)", self.view.layout,
@@ -273,7 +273,7 @@ class SshService:
         self.failed.clear()
         self._capped = 0
         if self.serving and not self.force:
-            await self.ctx.run(self.locks.unlock, "serve")
+            await self.ctx.unit.run(self.locks.unlock, "serve")
         self.serving = False
 
     # -- the reconcile loop ---------------------------------------------------------
@@ -301,15 +301,15 @@ class SshService:
         if not self.serving:
             if not self.force and now >= self._next_lock_try:
                 self._next_lock_try = now + LOCK_RETRY_SECONDS
-                if await self.ctx.run(self.locks.try_lock, "boot"):
+                if await self.ctx.unit.run(self.locks.try_lock, "boot"):
                     try:
                         await self._try_serve(first=False)
                     finally:
-                        await self.ctx.run(self.locks.unlock, "boot")
+                        await self.ctx.unit.run(self.locks.unlock, "boot")
             return
         if not self.force and now >= self._next_alive_check:
             self._next_alive_check = now + ALIVE_CHECK_SECONDS
-            if not await self.ctx.run(self.locks.alive):
+            if not await self.ctx.unit.run(self.locks.alive):
                 log.warning("SSH: lost the database session holding the serving lock; "
                             "closing the endpoints until it can be taken again")
                 await self._stop_serving("the SSH service lost its database session")
@@ -361,7 +361,7 @@ class SshService:
         if errors:
             items = list(errors.items())
             for start in range(0, len(items), ERRORS_CHUNK):
-                await self.ctx.run(self._write_errors, dict(items[start:start + ERRORS_CHUNK]))
+                await self.ctx.unit.run(self._write_errors, dict(items[start:start + ERRORS_CHUNK]))
             self._rows = [r._replace(ssh_error=errors[r.id]) if r.id in errors else r
                           for r in self._rows]
         for conn, session in list(self.sessions.items()):
@@ -411,7 +411,7 @@ class SshService:
                 if not self.force and (row.ssh_error or None) != error:
                     errors[iid] = error
         if errors:
-            await self.ctx.run(self._write_errors, errors)
+            await self.ctx.unit.run(self._write_errors, errors)
 
     async def _open(self, row: _Row) -> str | None:
         """Open the endpoint of one instance; returns why it failed, or None."""
@@ -478,7 +478,7 @@ class SshService:
     async def load(self, instance_id: str) -> tuple[Instance, str | None] | None:
         """The instance row and its bound pair's public key, read now."""
         try:
-            return await self.ctx.run(self._load, instance_id)
+            return await self.ctx.unit.run(self._load, instance_id)
         except Exception as exc:
             log.warning("SSH: could not read instance %s: %s", instance_id, exc)
             return None
@@ -593,7 +593,7 @@ def _describe(exc: BaseException) -> str:
     """An exception in one line, for the log and sshStatusReason."""
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    from ..store.db import describe_error  # the cause's first line, never SQL parameters
+    from ..store.failures import describe_error  # the cause's first line, never SQL parameters
 
     return describe_error(exc)
 

@@ -30,7 +30,7 @@ CACHE_LIMIT = 4096
 class SecretNotCached(Exception):
     """A signature check needs a secret key that is not in memory, on a network
     database: the caller reads it with :meth:`Accounts.load` off the event loop
-    (``Context.run``), then checks again."""
+    (``store.unit.run``), then checks again."""
 
     def __init__(self, access_key: str):
         super().__init__(access_key)

@@ -53,7 +53,9 @@ from ..domain.lifecycle import RUNNING, STOPPED
 from ..errors import BceError
 from ..ssh.hostkeys import blob_of, fingerprint_sha256, public_line
 from .accounts import check_credentials
-from .db import SCHEMA_REVISION, WRITE_FLAG, Store
+from .db import Store
+from .migrate import SCHEMA_REVISION
+from .sqlite import WRITE_FLAG
 
 FORMAT = "localbcc-export"
 VERSION = 1
