@@ -159,8 +159,8 @@ def _request_id() -> str:
     """A fresh version-4 UUID (spec §1), as ``str(uuid.uuid4())`` gives: 122
     bits from ``os.urandom``, so ids are unguessable, not a counter (issue 17).
     The random bytes are read for 256 ids at a time and hex-encoded once, which
-    makes an id cheaper than the counter scheme it replaced (~0.2 µs against
-    ~0.4 µs compiled; ``uuid.uuid4()`` costs ~2 µs). A forked child drops the
+    makes an id cheaper than the counter scheme it replaced (figures in
+    docs/performance.md, "Smaller things on every request"). A forked child drops the
     batch it inherited (:func:`_forget_ids`), so processes never share ids."""
     pool = _IDS
     h, at = pool.hex, pool.at
