@@ -11,6 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from localbcc.auth import (
+    NOT_CACHED,
+    NotCached,
     Verifier,
     canonical_headers,
     canonical_query,
@@ -28,6 +30,37 @@ SK = "b" * 32
 NOW = 1_700_000_000.0
 TS = format_timestamp(NOW)  # 2023-11-14T22:13:20Z
 HOST = b"127.0.0.1:8080"
+
+
+class Keys:
+    """The secret keys a Verifier asks for (``auth.Secrets``): all in memory, or
+    with ``in_memory=False`` each one read (awaited), as on a cache miss."""
+
+    def __init__(self, keys: dict[str, str], in_memory: bool = True) -> None:
+        self.keys, self.in_memory = keys, in_memory
+
+    def cached(self, access_key: str) -> str | None | NotCached:
+        return self.keys.get(access_key) if self.in_memory else NOT_CACHED
+
+    async def read(self, access_key: str) -> str | None:
+        return self.keys.get(access_key)
+
+
+def verified(verifier: Verifier, *request) -> str:
+    """The access key ``verifier.verify`` answers for ``request`` (it raises
+    BceError for a request it refuses). Keys never make it wait, so it must
+    answer without suspending."""
+    return answer(verifier, *request)[0]
+
+
+def answer(verifier: Verifier, *request) -> tuple[str, str]:
+    """What ``verifier.verify`` answers: (access key, secret key)."""
+    coro = verifier.verify(*request)
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("verify suspended")
 PATH = "/v2/keypair/k-AbC12345"
 UNRESERVED = string.ascii_letters + string.digits + "-._~"
 
@@ -61,9 +94,9 @@ def test_vector_signature() -> None:
 def test_vector_verifies() -> None:
     auth = sign(AK, SK, "PUT", "/v1/test/myfolder/readme.txt", VECTOR_QUERY, VECTOR_HEADERS,
                 "2015-04-27T08:23:49Z", 1800)
-    verifier = Verifier({AK: SK}.get, FakeClock(1430123029.0 + 60))
+    verifier = Verifier(Keys({AK: SK}), FakeClock(1430123029.0 + 60))
     headers = VECTOR_HEADERS + [(b"authorization", auth.encode())]
-    assert verifier.verify("PUT", "/v1/test/myfolder/readme.txt", VECTOR_QUERY, headers) == AK
+    assert verified(verifier, "PUT", "/v1/test/myfolder/readme.txt", VECTOR_QUERY, headers) == AK
 
 
 # ---------------------------------------------------------------------------
@@ -269,9 +302,10 @@ def clock() -> FakeClock:
     return FakeClock(NOW)
 
 
-@pytest.fixture
-def verifier(clock: FakeClock) -> Verifier:
-    return Verifier({AK: SK, "other-ak": "other-sk"}.get, clock)
+@pytest.fixture(params=["in memory", "read"])
+def verifier(clock: FakeClock, request: pytest.FixtureRequest) -> Verifier:
+    """Every check the same whether the secret key is in memory or read."""
+    return Verifier(Keys({AK: SK, "other-ak": "other-sk"}, request.param == "in memory"), clock)
 
 
 def python_request(query: list[tuple[str, str]] | None = None, ts: str = TS, expiration: int = 1800,
@@ -313,7 +347,7 @@ def auth_of(headers: list[tuple[bytes, bytes]]) -> bytes:
 
 def expect(code: ErrorCode, verifier: Verifier, request: tuple) -> BceError:
     with pytest.raises(BceError) as info:
-        verifier.verify(*request)
+        verified(verifier, *request)
     assert info.value.code is code
     # No secret and no signature may leak into the message.
     text = str(info.value) + info.value.message
@@ -325,7 +359,7 @@ def expect(code: ErrorCode, verifier: Verifier, request: tuple) -> BceError:
 
 
 def test_python_form_passes(verifier: Verifier) -> None:
-    assert verifier.verify(*python_request()) == AK
+    assert verified(verifier, *python_request()) == AK
 
 
 def test_python_form_from_official_sdk_passes(verifier: Verifier) -> None:
@@ -335,25 +369,30 @@ def test_python_form_from_official_sdk_passes(verifier: Verifier) -> None:
                               {b"attach": b""}, int(NOW))
     headers = [(b"host", HOST), (b"accept-encoding", b"identity"), (b"user-agent", b"bce-sdk-python"),
                (b"x-bce-date", TS.encode()), (b"content-length", b"0"), (b"authorization", auth)]
-    assert verifier.verify("GET", PATH, [("attach", "")], headers) == AK
+    assert verified(verifier, "GET", PATH, [("attach", "")], headers) == AK
 
 
 def test_go_form_passes(verifier: Verifier) -> None:
-    assert verifier.verify(*go_request()) == AK
+    assert verified(verifier, *go_request()) == AK
+
+
+def test_the_secret_key_comes_with_the_access_key(verifier: Verifier) -> None:
+    """Handlers that decrypt adminPass use it: no second lookup."""
+    assert answer(verifier, *python_request()) == (AK, SK)
 
 
 def test_second_account_key(verifier: Verifier) -> None:
     headers = [(b"host", HOST), (b"x-bce-date", TS.encode())]
     auth = sign("other-ak", "other-sk", "GET", "/v2/keypair", [], headers, TS)
-    assert verifier.verify("GET", "/v2/keypair", [], headers + [(b"authorization", auth.encode())]) == "other-ak"
+    assert verified(verifier, "GET", "/v2/keypair", [], headers + [(b"authorization", auth.encode())]) == "other-ak"
 
 
 def test_whitespace_around_header_and_uppercase_hex_accepted(verifier: Verifier) -> None:
     method, path, query, headers = python_request()
     auth = auth_of(headers)
-    assert verifier.verify(method, path, query, with_auth(headers, b"  " + auth + b" ")) == AK
+    assert verified(verifier, method, path, query, with_auth(headers, b"  " + auth + b" ")) == AK
     upper = auth[:-64] + auth[-64:].upper()
-    assert verifier.verify(method, path, query, with_auth(headers, upper)) == AK
+    assert verified(verifier, method, path, query, with_auth(headers, upper)) == AK
 
 
 def test_missing_authorization_is_access_denied(verifier: Verifier) -> None:
@@ -437,7 +476,7 @@ def test_expiry_boundary(verifier: Verifier, clock: FakeClock) -> None:
     """Valid up to and including timestamp + expiration; expired just after."""
     request = python_request(expiration=60)
     clock.set(NOW + 60)
-    assert verifier.verify(*request) == AK
+    assert verified(verifier, *request) == AK
     clock.set(NOW + 60.001)
     err = expect(ErrorCode.RequestExpired, verifier, request)
     assert err.status == 400
@@ -446,30 +485,30 @@ def test_expiry_boundary(verifier: Verifier, clock: FakeClock) -> None:
 def test_huge_expiration_is_an_integer_not_an_error(verifier: Verifier, clock: FakeClock) -> None:
     request = python_request(expiration=10**400)
     clock.advance(10**9)
-    assert verifier.verify(*request) == AK
+    assert verified(verifier, *request) == AK
 
 
 def test_zero_expiration_valid_only_at_its_second(verifier: Verifier, clock: FakeClock) -> None:
     request = python_request(expiration=0)
-    assert verifier.verify(*request) == AK
+    assert verified(verifier, *request) == AK
     clock.advance(0.5)
     expect(ErrorCode.RequestExpired, verifier, request)
 
 
 def test_future_skew(verifier: Verifier, clock: FakeClock) -> None:
     ahead = python_request(ts=format_timestamp(NOW + 900))
-    assert verifier.verify(*ahead) == AK
+    assert verified(verifier, *ahead) == AK
     too_far = python_request(ts=format_timestamp(NOW + 901))
     expect(ErrorCode.RequestExpired, verifier, too_far)
-    strict = Verifier({AK: SK}.get, clock, max_future_skew=0)
+    strict = Verifier(Keys({AK: SK}), clock, max_future_skew=0)
     expect(ErrorCode.RequestExpired, strict, python_request(ts=format_timestamp(NOW + 1)))
-    assert strict.verify(*python_request()) == AK
+    assert verified(strict, *python_request()) == AK
 
 
 def test_past_timestamp_within_expiration(verifier: Verifier, clock: FakeClock) -> None:
     request = python_request()
     clock.advance(1799)
-    assert verifier.verify(*request) == AK
+    assert verified(verifier, *request) == AK
 
 
 def _tampered(request: tuple, **changes: object) -> tuple:
@@ -506,11 +545,11 @@ def test_tampering_breaks_signature(verifier: Verifier, form) -> None:
         err = expect(ErrorCode.SignatureDoesNotMatch, verifier, case)
         assert err.status == 400
     # and the untouched request still passes, so the failures above are real
-    assert verifier.verify(*request) == AK
+    assert verified(verifier, *request) == AK
 
 
 def test_wrong_secret_does_not_match(clock: FakeClock) -> None:
-    verifier = Verifier({AK: "c" * 32}.get, clock)
+    verifier = Verifier(Keys({AK: "c" * 32}), clock)
     expect(ErrorCode.SignatureDoesNotMatch, verifier, python_request())
 
 
@@ -520,7 +559,7 @@ def test_go_form_ignores_unsigned_headers(verifier: Verifier) -> None:
     changed = _replace_header(changed, b"content-type", b"text/plain")
     changed = _replace_header(changed, b"content-length", b"999")
     changed = changed + [(b"x-bce-request-id", b"abc"), (b"accept", b"*/*")]
-    assert verifier.verify(method, path, query, changed) == AK
+    assert verified(verifier, method, path, query, changed) == AK
     # dropping a signed header still breaks it
     expect(ErrorCode.SignatureDoesNotMatch, verifier,
            (method, path, query, [h for h in changed if h[0] != b"x-bce-date"]))
@@ -530,9 +569,9 @@ def test_python_form_signs_default_set_only(verifier: Verifier) -> None:
     method, path, query, headers = python_request()
     # unsigned headers may change or appear
     changed = _replace_header(headers, b"user-agent", b"other") + [(b"accept", b"*/*")]
-    assert verifier.verify(method, path, query, changed) == AK
+    assert verified(verifier, method, path, query, changed) == AK
     # an empty-valued default-set header is skipped, as the SDK does
-    assert verifier.verify(method, path, query, changed + [(b"content-type", b"  ")]) == AK
+    assert verified(verifier, method, path, query, changed + [(b"content-type", b"  ")]) == AK
     # but any new x-bce-* or default-set header is part of the signature
     for extra in [(b"x-bce-foo", b"1"), (b"content-type", b"application/json"), (b"content-md5", b"x")]:
         expect(ErrorCode.SignatureDoesNotMatch, verifier, (method, path, query, changed + [extra]))
@@ -542,12 +581,12 @@ def test_attach_with_and_without_equals_sign_the_same(verifier: Verifier) -> Non
     # ?attach and ?attach= both parse to [('attach', '')]; one signature serves both.
     py = python_request()
     assert canonical_query([("attach", "")]) == "attach="
-    assert verifier.verify(*py) == AK
+    assert verified(verifier, *py) == AK
 
 
 def test_authorization_query_parameter_is_ignored(verifier: Verifier) -> None:
     method, path, query, headers = python_request()
-    assert verifier.verify(method, path, query + [("authorization", "whatever")], headers) == AK
+    assert verified(verifier, method, path, query + [("authorization", "whatever")], headers) == AK
 
 
 def test_duplicate_authorization_headers_are_malformed(verifier: Verifier) -> None:
@@ -572,8 +611,8 @@ def test_every_signed_request_verifies(method: str, path: str, query: list[tuple
     ts = format_timestamp(NOW - age)
     header_list = list(headers.items())
     auth = sign(AK, SK, method, path, query, header_list, ts, 3600, signed)
-    verifier = Verifier({AK: SK}.get, FakeClock(NOW))
-    assert verifier.verify(method, path, query, header_list + [(b"authorization", auth.encode())]) == AK
+    verifier = Verifier(Keys({AK: SK}), FakeClock(NOW))
+    assert verified(verifier, method, path, query, header_list + [(b"authorization", auth.encode())]) == AK
 
 
 def test_long_header_lines_stay_out_of_the_caches() -> None:
@@ -649,8 +688,8 @@ def test_what_the_python_sdk_sends_verifies(params: dict[str, str]) -> None:
     wire = sdk_utils.get_canonical_querystring(params, False).decode("ascii")
     pairs = _raw_query_pairs(wire)
     assert sorted(pairs) == sorted(params.items())
-    verifier = Verifier({AK: SK}.get, FakeClock(NOW))
-    assert verifier.verify("GET", PATH, pairs, list(headers.items()) + [(b"authorization", auth)]) == AK
+    verifier = Verifier(Keys({AK: SK}), FakeClock(NOW))
+    assert verified(verifier, "GET", PATH, pairs, list(headers.items()) + [(b"authorization", auth)]) == AK
 
 
 @given(st.dictionaries(_QUERY_TEXT.filter(lambda k: k != "" and k.lower() != "authorization"),
@@ -661,8 +700,8 @@ def test_what_the_go_sdk_sends_verifies(params: dict[str, str]) -> None:
     wire, auth = _go_sign(params, headers)
     pairs = _raw_query_pairs(wire)
     assert sorted(pairs) == sorted(params.items())
-    verifier = Verifier({AK: SK}.get, FakeClock(NOW))
-    assert verifier.verify("GET", PATH, pairs, headers + [(b"authorization", auth.encode())]) == AK
+    verifier = Verifier(Keys({AK: SK}), FakeClock(NOW))
+    assert verified(verifier, "GET", PATH, pairs, headers + [(b"authorization", auth.encode())]) == AK
 
 
 @pytest.mark.parametrize("raw, value", [
@@ -679,7 +718,7 @@ def test_literal_plus_in_the_raw_query_is_signed_as_a_plus(verifier: Verifier, r
     assert canonical_query(pairs) == "q=" + normalize(value)
     # a client that signs the + it sends is accepted...
     method, path, _, headers = python_request(query=[("q", value)])
-    assert verifier.verify(method, path, pairs, headers) == AK
+    assert verified(verifier, method, path, pairs, headers) == AK
     # ...and one that signed a space for it is not (that is another value)
     if "+" in raw:
         method, path, _, headers = python_request(query=[("q", value.replace("+", " "))])

@@ -17,7 +17,6 @@ import orjson
 
 from ..errors import BceError, ErrorCode, envelope
 from .. import ssh
-from ..store.accounts import SecretNotCached
 from . import openapi
 from .accesslog import AccessLog, quote
 from .context import Context
@@ -138,15 +137,8 @@ class App:
             raise BceError(ErrorCode.RequestEntityTooLarge)
         pairs = _query_pairs(scope["query_string"])
         req.query = dict(reversed(pairs))  # the first occurrence wins
-        missing = ""
-        try:
-            req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers)
-        except SecretNotCached as miss:
-            missing = miss.access_key
-        if missing:  # a network database: the secret key is read off the event loop, then again
-            secret = await self.ctx.secret_key(missing)
-            req.account = self.ctx.verifier.verify(req.method, req.path, pairs, headers,
-                                                   lambda _: secret)
+        req.account, req.secret_key = await self.ctx.verifier.verify(req.method, req.path, pairs,
+                                                                     headers)
         _check_version(req.path)
         handler, req.item_id, req.flag = resolve(req.method, req.path, req.query)
         scope["localbcc.handler"] = handler  # for metrics and the access log

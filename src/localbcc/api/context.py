@@ -10,7 +10,7 @@ from ..clock import Clock
 from ..config import Settings
 from ..domain.instances import InstanceService
 from ..domain.keypairs import KeypairService
-from ..store.accounts import Accounts, SecretNotCached
+from ..store.accounts import Accounts
 from ..store.db import Store
 from ..store.unit import UnitOfWork
 from ..ssh.view import SshView
@@ -24,22 +24,13 @@ class Context:
         self.unit: UnitOfWork = store.unit
         self.clock = clock or Clock()
         self.accounts = Accounts(store, self.clock)
-        self.verifier = Verifier(self.accounts.secret_of, self.clock)
+        self.verifier = Verifier(self.accounts, self.clock)
         self.keypairs = KeypairService(store, self.clock, settings.region, settings.keypair_quota)
         self.instances = InstanceService(store, self.clock, settings.region,
                                          settings.transition_seconds, settings.instance_quota)
         self.instances.ssh = SshView.from_settings(settings)  # SSH fields of instances
         self.ssh_service: Any = None  # this process's SSH service, once ssh.start_service ran
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="localbcc-cpu")
-
-    async def secret_key(self, access_key: str) -> str | None:
-        """An account's secret key: from memory, else read from the database
-        (a network database: off the event loop, store/accounts.py)."""
-        try:
-            return self.accounts.secret_of(access_key)
-        except SecretNotCached:
-            pass
-        return await self.unit.run(self.accounts.load, access_key)
 
     async def open_endpoints(self, instance_ids: list[str]) -> None:
         """SSH endpoints of new or rebuilt instances, opened before the answer

@@ -66,16 +66,10 @@ async def detach_keypair(ctx: Context, req: Request) -> Answer:
 
 # -- instances (§5.2) ----------------------------------------------------------------------
 
-async def _secret_key(ctx: Context, req: Request) -> str:
-    """The caller's secret key: the SDKs encrypt ``adminPass`` with it (create
-    and rebuild, spec §5.2), so only those two look it up."""
-    return await ctx.secret_key(req.account) or ""
-
-
 async def create_instance(ctx: Context, req: Request) -> Answer:
     token = validation.client_token(req.param("clientToken"))
-    secret = await _secret_key(ctx, req)
-    answer = await ctx.unit.run(ctx.instances.create, req.account, secret, req.json(), token)
+    answer = await ctx.unit.run(ctx.instances.create, req.account, req.secret_key, req.json(),
+                                token)
     await ctx.open_endpoints(answer["instanceIds"])
     return answer
 
@@ -110,8 +104,8 @@ async def reboot_instance(ctx: Context, req: Request) -> Answer:
 
 
 async def rebuild_instance(ctx: Context, req: Request) -> Answer:
-    secret = await _secret_key(ctx, req)
-    await ctx.unit.run(ctx.instances.rebuild, req.account, secret, req.item_id, req.json())
+    await ctx.unit.run(ctx.instances.rebuild, req.account, req.secret_key, req.item_id,
+                       req.json())
     await ctx.open_endpoints([req.id])  # e.g. rebuilt from Windows to Linux
     return None
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -20,6 +20,9 @@ class Request:
     item_id: str | None = None
     flag: str | None = None
     body: bytes = b""
+    #: The account's secret key, found when the signature was checked: create
+    #: and rebuild decrypt ``adminPass`` with it (spec §5.2). Never logged.
+    secret_key: str = field(default="", repr=False)
 
     def json(self) -> Any:
         """The body as JSON; an empty body is ``None`` (rules then say what was missing)."""

@@ -7,6 +7,7 @@ import secrets
 import threading
 import time
 
+from ..auth import NOT_CACHED, NotCached
 from ..clock import Clock
 from .db import Store
 
@@ -27,16 +28,6 @@ SECRET_TTL = 5.0
 CACHE_LIMIT = 4096
 
 
-class SecretNotCached(Exception):
-    """A signature check needs a secret key that is not in memory, on a network
-    database: the caller reads it with :meth:`Accounts.load` off the event loop
-    (``store.unit.run``), then checks again."""
-
-    def __init__(self, access_key: str):
-        super().__init__(access_key)
-        self.access_key = access_key
-
-
 class Accounts:
     def __init__(self, store: Store, clock: Clock):
         self.store = store
@@ -47,20 +38,26 @@ class Accounts:
         self._cache: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
 
-    def secret_of(self, access_key: str) -> str | None:
-        """Every signed request asks, so an answer is served from memory for
-        SECRET_TTL seconds; a miss asks the database, which sees accounts other
-        processes or `localbcc account create` added. SQLite answers inline; a
-        network database is never asked on the event loop: a miss raises
-        :class:`SecretNotCached` instead."""
+    def cached(self, access_key: str) -> str | None | NotCached:
+        """Every signed request asks (``auth.Verifier``), so an answer is served
+        from memory for SECRET_TTL seconds: the secret key, or None (no such
+        account); else NOT_CACHED, and the verifier awaits :meth:`read`."""
         cached = self._cache.get(access_key)
         if cached is not None and time.monotonic() < cached[1] + SECRET_TTL:
             return cached[0]
-        if len(access_key) > 128:
+        if len(access_key) > 128:  # no account has one
             return None
-        if not self.store.is_sqlite:
-            raise SecretNotCached(access_key)
-        return self.load(access_key)
+        return NOT_CACHED
+
+    async def read(self, access_key: str) -> str | None:
+        """An answer not in memory, asked of the database (which sees accounts
+        other processes or `localbcc account create` added) with :meth:`load`:
+        SQLite inline, a network database on the unit of work's thread pool,
+        never on the event loop."""
+        if self.store.is_sqlite:
+            return self.load(access_key)
+        result: str | None = await self.store.unit.run(self.load, access_key)
+        return result
 
     def load(self, access_key: str) -> str | None:
         """Read an account's secret key (None: no such account) into memory,
