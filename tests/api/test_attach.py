@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_instances import (
+from .helpers import (
     NOBODY,
     assert_raw_error,
     create_instances,

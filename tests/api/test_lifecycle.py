@@ -2,7 +2,7 @@
 
 Transitions are watched on a server with a 0.3 s transition time; the error
 codes that need an instance *in* a transition use two processes over one
-database (transition 0 and 600 s, see test_instances.twin_servers), so they
+database (transition 0 and 600 s, see helpers.twin_servers), so they
 never depend on timing.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ..server import Server
-from .test_instances import (
+from .helpers import (
     create_instances,
     database_for,
     expect_error,

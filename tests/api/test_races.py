@@ -17,7 +17,7 @@ import pytest
 from baidubce.exception import BceHttpClientError
 
 from ..server import Server
-from .test_instances import (
+from .helpers import (
     all_instances,
     create_instances,
     database_for,

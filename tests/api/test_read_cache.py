@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ..server import Server
-from .test_instances import create_instances, expect_error, new_credentials
+from .helpers import create_instances, expect_error, new_credentials
 
 
 @pytest.fixture

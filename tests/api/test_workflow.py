@@ -6,7 +6,7 @@ import re
 import time
 from pathlib import Path
 
-from .test_instances import expect_error, instances_of_keypair
+from .helpers import expect_error, instances_of_keypair
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

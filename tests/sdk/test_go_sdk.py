@@ -1,7 +1,7 @@
 """localbcc driven by Baidu's official Go SDK: the Go tests in tests/sdk/go.
 
 Per storage backend, one ``go test -json`` run against two fresh servers on one
-database (test_instances.twin_servers: ``--transition-seconds 0``, and 600 for
+database (tests/api/helpers.py, twin_servers: ``--transition-seconds 0``, and 600 for
 instances kept in a transition), reported here as one pytest test per Go test.
 
 The SDK's source comes from ``$BCE_SDK_GO`` (a checkout of
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ..api.test_instances import database_for, new_credentials, twin_servers
+from ..api.helpers import database_for, new_credentials, twin_servers
 from . import unavailable
 
 GO_DIR = Path(__file__).resolve().parent / "go"
