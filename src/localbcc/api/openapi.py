@@ -1,8 +1,9 @@
 """The OpenAPI 3 document of every operation localbcc serves (``GET /openapi.json``).
 
-Hand-written from the routing table's point of view: one OpenAPI operation per
-entry of :data:`localbcc.api.routes.ROUTES` (method, resource, with id?, flag),
-each marked with ``x-localbcc-route`` so a test can check that the two agree.
+Rendered from the operation table, :data:`localbcc.api.routes.OPERATIONS`,
+where each operation's :class:`Doc` stands beside its route and handler: one
+OpenAPI operation per (method, resource, with id?, flag), each marked with
+``x-localbcc-route`` so a test can check that the two agree.
 
 BCC selects an operation with a query *flag* (``PUT /v2/keypair/{id}?attach``),
 which OpenAPI cannot express as two operations on one path; the flag is
@@ -17,7 +18,7 @@ unexpected code comes back.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,7 +28,17 @@ from ..errors import ErrorCode as E
 _COMMON = (E.AccessDenied, E.InvalidHTTPAuthHeader, E.InvalidAccessKeyId,
            E.SignatureDoesNotMatch, E.RequestExpired, E.InvalidURI, E.InvalidHTTPRequest,
            E.RequestEntityTooLarge, E.RequestTimeout, E.ServiceUnavailable)
-_JSON_BODY = (E.MalformedJSON, E.InappropriateJSON)
+JSON_BODY = (E.MalformedJSON, E.InappropriateJSON)
+
+
+class Doc(NamedTuple):
+    """One operation's documentation, declared beside its route (routes.OPERATIONS)."""
+    name: str  # the operationId
+    summary: str
+    params: list  # query parameters (query(...), MARKER, MAX_KEYS, TOKEN)
+    body: str | None  # request body schema, or None
+    answer: str | None  # success schema, or None for an empty 200
+    errors: tuple  # the codes it can give, besides the common ones
 
 _KP_ID = {"type": "string", "pattern": "^k-[A-Za-z0-9]{8}$", "example": "k-AbC12345"}
 _INST_ID = {"type": "string", "pattern": "^i-[A-Za-z0-9]{8}$", "example": "i-AbC12345"}
@@ -38,15 +49,15 @@ def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _query(name: str, schema: dict, description: str) -> dict:
+def query(name: str, schema: dict, description: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema,
             "description": description}
 
 
-_MARKER = _query("marker", {"type": "string"}, "Id the page starts at (inclusive); empty: from the start.")
-_MAX_KEYS = _query("maxKeys", {"type": "integer", "minimum": 1},
+MARKER = query("marker", {"type": "string"}, "Id the page starts at (inclusive); empty: from the start.")
+MAX_KEYS = query("maxKeys", {"type": "integer", "minimum": 1},
                    "Page size, at most 1000 (larger is clamped); default 1000.")
-_TOKEN = _query("clientToken", {"type": "string", "maxLength": 64, "pattern": "^[\\x20-\\x7e]*$"},
+TOKEN = query("clientToken", {"type": "string", "maxLength": 64, "pattern": "^[\\x20-\\x7e]*$"},
                 "Idempotency token (§6): the same token and request answer as the first time.")
 
 SCHEMAS: dict[str, Any] = {
@@ -173,90 +184,7 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-# (method, resource, with id?, flag) -> (operationId, summary, query params,
-# request body schema or None, success schema or None for an empty 200, codes)
 _KP_PATH, _INST_PATH, _IMG_PATH = ("{keypairId}", _KP_ID), ("{instanceId}", _INST_ID), ("{imageId}", _IMG_ID)
-_CREATE_KP = ("createKeypair", "Create a key pair (RSA 2048); the answer holds the private key, once.",
-              [_TOKEN], "KeypairCreate", "KeypairAnswer",
-              (*_JSON_BODY, E.KeypairNameInvalid, E.KeypairDescriptionInvalid,
-               E.KeypairQuotaExceedLimit, E.IdempotentParameterMismatch))
-_IMPORT_KP = ("importKeypair", "Import an OpenSSH (or RFC 4716 / PEM) public key.",
-              [_TOKEN], "KeypairImport", "KeypairAnswer",
-              (*_JSON_BODY, E.KeypairNameInvalid, E.KeypairDescriptionInvalid,
-               E.PublicKeyFormatInvalid, E.KeypairPublicKeyExist, E.KeypairQuotaExceedLimit,
-               E.IdempotentParameterMismatch))
-_BIND = (E.KeypairNotExist, E.KeypairInstanceNotExist, E.UnsupportOsType,
-         E.KeypairInstanceStatusForbidden, *_JSON_BODY)
-_DELETE_KP: tuple = ("deleteKeypair", "Delete a key pair that no instance uses (a Go SDK body is ignored).",
-              [], None, None, (E.KeypairNotExist, E.DeleteKeypairInUse))
-_RELEASE: tuple = ("releaseInstance", "Release (delete) an instance that is Running or Stopped.",
-            [], None, None, (E.NoSuchObject, E.InstanceStatusForbidden))
-
-OPERATIONS: dict[tuple[str, str, bool, str | None], tuple] = {
-    ("POST", "keypair", False, None): _CREATE_KP,
-    ("POST", "keypair", False, "create"): _CREATE_KP,
-    ("POST", "keypair", False, "import"): _IMPORT_KP,
-    ("PUT", "keypair", False, None): _IMPORT_KP,
-    ("PUT", "keypair", False, "import"): _IMPORT_KP,
-    ("GET", "keypair", False, None): (
-        "listKeypairs", "List key pairs in creation order, a page at a time.",
-        [_MARKER, _MAX_KEYS, _query("name", {"type": "string"}, "Exact-name filter.")],
-        None, "KeypairList", (E.InappropriateJSON,)),
-    ("GET", "keypair", True, None): (
-        "getKeypair", "One key pair (never its private key).", [], None, "KeypairAnswer",
-        (E.KeypairNotExist,)),
-    ("PUT", "keypair", True, "attach"): (
-        "attachKeypair", "Bind the key pair to instances, all or nothing (§4.6).", [],
-        "InstanceIds", "BatchOperationResp", (*_BIND, E.AttachAttachedKeypair)),
-    ("PUT", "keypair", True, "detach"): (
-        "detachKeypair", "Unbind the key pair from the instances that use it.", [],
-        "InstanceIds", "BatchOperationResp", _BIND),
-    ("PUT", "keypair", True, "rename"): (
-        "renameKeypair", "Rename a key pair.", [], "KeypairRename", None,
-        (E.KeypairNotExist, E.KeypairNameInvalid, *_JSON_BODY)),
-    ("PUT", "keypair", True, "updateDesc"): (
-        "updateKeypairDescription", "Change (or with \"\" clear) a key pair's description.", [],
-        "KeypairDescription", None, (E.KeypairNotExist, E.KeypairDescriptionInvalid, *_JSON_BODY)),
-    ("DELETE", "keypair", True, None): _DELETE_KP,
-    ("DELETE", "keypair", True, "delete"): _DELETE_KP,
-    ("POST", "instance", False, None): (
-        "createInstance", "Create 1-100 instances; they start (Starting, then Running).",
-        [_TOKEN], "InstanceCreate", "InstanceIdsAnswer",
-        (*_JSON_BODY, E.NoSuchObject, E.KeypairNotExist, E.UnsupportOsType,
-         E.InstanceQuotaExceedLimit, E.IdempotentParameterMismatch)),
-    ("GET", "instance", False, None): (
-        "listInstances", "List instances in creation order, a page at a time.",
-        [_MARKER, _MAX_KEYS,
-         _query("status", {"type": "string"}, "Comma-separated statuses to keep."),
-         _query("keypairId", {"type": "string"}, "Only instances bound to this key pair."),
-         _query("instanceIds", {"type": "string"}, "Comma-separated ids, at most 1000.")],
-        None, "InstanceList", (E.InappropriateJSON,)),
-    ("GET", "instance", True, None): (
-        "getInstance", "One instance.", [], None, "InstanceAnswer", (E.NoSuchObject,)),
-    ("PUT", "instance", True, "start"): (
-        "startInstance", "Start a Stopped instance.", [], None, None,
-        (E.NoSuchObject, E.StartInstanceWhenCreating, E.StartInstanceOperationForbidden)),
-    ("PUT", "instance", True, "stop"): (
-        "stopInstance", "Stop a Running instance.", [], "StopOptions", None,
-        (E.NoSuchObject, E.StopInstanceOperationForbidden)),
-    ("PUT", "instance", True, "reboot"): (
-        "rebootInstance", "Reboot a Running instance.", [], "StopOptions", "BatchOperationResp",
-        (E.NoSuchObject, E.RebootInstanceOperationForbidden)),
-    ("PUT", "instance", True, "rebuild"): (
-        "rebuildInstance", "Reinstall the system from an image, with a key pair or a password.",
-        [], "InstanceRebuild", None,
-        (E.NoSuchObject, E.KeypairNotExist, E.UnsupportOsType, E.InstanceStatusForbidden,
-         *_JSON_BODY)),
-    ("DELETE", "instance", True, None): _RELEASE,
-    ("POST", "instance", True, None): _RELEASE,
-    ("GET", "image", False, None): (
-        "listImages", "List the public system images.",
-        [_MARKER, _MAX_KEYS, _query("imageType", {"type": "string"}, "All (default) or System.")],
-        None, "ImageList", (E.InappropriateJSON,)),
-    ("GET", "image", True, None): (
-        "getImage", "One image.", [], None, "ImageAnswer", (E.NoSuchObject,)),
-}
-
 _ITEM = {"keypair": _KP_PATH, "instance": _INST_PATH, "image": _IMG_PATH}
 _REQUEST_ID = {"x-bce-request-id": {"required": True, "description": "A fresh UUID4, also in error bodies.",
                                     "schema": {"type": "string", "format": "uuid"}}}
@@ -284,7 +212,7 @@ def _errors(codes) -> dict:
     }
 
 
-def _operation(route: tuple, spec: tuple, op_id: str) -> dict:
+def _operation(route: tuple, spec: Doc, op_id: str) -> dict:
     method, resource, with_id, flag = route
     _, summary, params, body, answer, codes = spec
     op: dict[str, Any] = {
@@ -344,11 +272,13 @@ def document() -> dict:
 def document_bytes() -> bytes:
     from .. import __version__
 
+    from .routes import OPERATIONS
+
     paths: dict[str, dict] = {}
     seen: set[str] = set()
-    for route, spec in OPERATIONS.items():
+    for route, spec in ((op[:3] + (flag,), op.doc) for op in OPERATIONS for flag in op.flags):
         method, resource, with_id, flag = route
-        op_id = spec[0]
+        op_id = spec.name
         if op_id in seen:  # another spelling of an operation: createKeypair_post_create
             op_id = f"{op_id}_{method.lower()}" + (f"_{flag}" if flag else "")
         seen.add(op_id)

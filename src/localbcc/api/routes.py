@@ -1,42 +1,132 @@
-"""The routing table: (method, resource, with id?) and the operation flag → handler.
+"""The operation table: every BCC operation localbcc serves, declared once.
 
-A flag is a query key naming an operation (``?attach`` or ``?attach=``).
-``None`` is the operation taken when no flag is given.
+An operation is found by (method, resource, with id?) and the operation flag,
+a query key naming it (``?attach`` or ``?attach=``; ``None`` is the operation
+taken when no flag is given). Each entry names its handler and documents the
+operation for ``GET /openapi.json`` (``openapi.Doc``: operationId, summary,
+query parameters, body and answer schemas, the error codes it can give), so
+adding an operation is one entry here, one handler, and one domain method.
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 from ..errors import BceError, ErrorCode
+from ..errors import ErrorCode as E
 from . import handlers as h
+from .openapi import JSON_BODY, MARKER, MAX_KEYS, TOKEN, Doc
+from .openapi import query as param
 
 Handler = Callable[..., Awaitable[dict | None]]
 
-ROUTES: dict[tuple[str, str, bool], dict[str | None, Handler]] = {
-    ("POST", "keypair", False): {None: h.create_keypair, "create": h.create_keypair,
-                                 "import": h.import_keypair},
-    ("PUT", "keypair", False): {None: h.import_keypair, "import": h.import_keypair},
-    ("GET", "keypair", False): {None: h.list_keypairs},
-    ("GET", "keypair", True): {None: h.get_keypair},
-    ("PUT", "keypair", True): {"attach": h.attach_keypair, "detach": h.detach_keypair,
-                               "rename": h.rename_keypair, "updateDesc": h.update_keypair_desc},
-    ("DELETE", "keypair", True): {None: h.delete_keypair, "delete": h.delete_keypair},
-    ("POST", "instance", False): {None: h.create_instance},
-    ("GET", "instance", False): {None: h.list_instances},
-    ("GET", "instance", True): {None: h.get_instance},
-    ("PUT", "instance", True): {"start": h.start_instance, "stop": h.stop_instance,
-                                "reboot": h.reboot_instance, "rebuild": h.rebuild_instance},
-    ("DELETE", "instance", True): {None: h.release_instance},
-    ("POST", "instance", True): {None: h.release_instance},
-    ("GET", "image", False): {None: h.list_images},
-    ("GET", "image", True): {None: h.get_image},
-}
+
+class Operation(NamedTuple):
+    method: str
+    resource: str
+    with_id: bool
+    flags: tuple[str | None, ...]  # every spelling that selects it (None: no flag)
+    handler: Handler
+    doc: Doc
+
+
+_CREATE_KP = Doc("createKeypair", "Create a key pair (RSA 2048); the answer holds the private key, once.",
+                 [TOKEN], "KeypairCreate", "KeypairAnswer",
+                 (*JSON_BODY, E.KeypairNameInvalid, E.KeypairDescriptionInvalid,
+                  E.KeypairQuotaExceedLimit, E.IdempotentParameterMismatch))
+_IMPORT_KP = Doc("importKeypair", "Import an OpenSSH (or RFC 4716 / PEM) public key.",
+                 [TOKEN], "KeypairImport", "KeypairAnswer",
+                 (*JSON_BODY, E.KeypairNameInvalid, E.KeypairDescriptionInvalid,
+                  E.PublicKeyFormatInvalid, E.KeypairPublicKeyExist, E.KeypairQuotaExceedLimit,
+                  E.IdempotentParameterMismatch))
+_RELEASE = Doc("releaseInstance", "Release (delete) an instance that is Running or Stopped.",
+                [], None, None, (E.NoSuchObject, E.InstanceStatusForbidden))
+_BIND = (E.KeypairNotExist, E.KeypairInstanceNotExist, E.UnsupportOsType,
+         E.KeypairInstanceStatusForbidden, *JSON_BODY)
+
+OPERATIONS: tuple[Operation, ...] = (
+    # -- key pairs (§4) --
+    Operation("POST", "keypair", False, (None, "create"), h.create_keypair, _CREATE_KP),
+    Operation("POST", "keypair", False, ("import",), h.import_keypair, _IMPORT_KP),
+    Operation("PUT", "keypair", False, (None, "import"), h.import_keypair, _IMPORT_KP),
+    Operation("GET", "keypair", False, (None,), h.list_keypairs, Doc(
+        "listKeypairs", "List key pairs in creation order, a page at a time.",
+        [MARKER, MAX_KEYS, param("name", {"type": "string"}, "Exact-name filter.")],
+        None, "KeypairList", (E.InappropriateJSON,))),
+    Operation("GET", "keypair", True, (None,), h.get_keypair, Doc(
+        "getKeypair", "One key pair (never its private key).", [], None, "KeypairAnswer",
+        (E.KeypairNotExist,))),
+    Operation("PUT", "keypair", True, ("attach",), h.attach_keypair, Doc(
+        "attachKeypair", "Bind the key pair to instances, all or nothing (§4.6).", [],
+        "InstanceIds", "BatchOperationResp", (*_BIND, E.AttachAttachedKeypair))),
+    Operation("PUT", "keypair", True, ("detach",), h.detach_keypair, Doc(
+        "detachKeypair", "Unbind the key pair from the instances that use it.", [],
+        "InstanceIds", "BatchOperationResp", _BIND)),
+    Operation("PUT", "keypair", True, ("rename",), h.rename_keypair, Doc(
+        "renameKeypair", "Rename a key pair.", [], "KeypairRename", None,
+        (E.KeypairNotExist, E.KeypairNameInvalid, *JSON_BODY))),
+    Operation("PUT", "keypair", True, ("updateDesc",), h.update_keypair_desc, Doc(
+        "updateKeypairDescription", "Change (or with \"\" clear) a key pair's description.", [],
+        "KeypairDescription", None, (E.KeypairNotExist, E.KeypairDescriptionInvalid, *JSON_BODY))),
+    Operation("DELETE", "keypair", True, (None, "delete"), h.delete_keypair, Doc(
+        "deleteKeypair", "Delete a key pair that no instance uses (a Go SDK body is ignored).",
+        [], None, None, (E.KeypairNotExist, E.DeleteKeypairInUse))),
+    # -- instances (§5.2) --
+    Operation("POST", "instance", False, (None,), h.create_instance, Doc(
+        "createInstance", "Create 1-100 instances; they start (Starting, then Running).",
+        [TOKEN], "InstanceCreate", "InstanceIdsAnswer",
+        (*JSON_BODY, E.NoSuchObject, E.KeypairNotExist, E.UnsupportOsType,
+         E.InstanceQuotaExceedLimit, E.IdempotentParameterMismatch))),
+    Operation("GET", "instance", False, (None,), h.list_instances, Doc(
+        "listInstances", "List instances in creation order, a page at a time.",
+        [MARKER, MAX_KEYS,
+         param("status", {"type": "string"}, "Comma-separated statuses to keep."),
+         param("keypairId", {"type": "string"}, "Only instances bound to this key pair."),
+         param("instanceIds", {"type": "string"}, "Comma-separated ids, at most 1000.")],
+        None, "InstanceList", (E.InappropriateJSON,))),
+    Operation("GET", "instance", True, (None,), h.get_instance, Doc(
+        "getInstance", "One instance.", [], None, "InstanceAnswer", (E.NoSuchObject,))),
+    Operation("PUT", "instance", True, ("start",), h.start_instance, Doc(
+        "startInstance", "Start a Stopped instance.", [], None, None,
+        (E.NoSuchObject, E.StartInstanceWhenCreating, E.StartInstanceOperationForbidden))),
+    Operation("PUT", "instance", True, ("stop",), h.stop_instance, Doc(
+        "stopInstance", "Stop a Running instance.", [], "StopOptions", None,
+        (E.NoSuchObject, E.StopInstanceOperationForbidden))),
+    Operation("PUT", "instance", True, ("reboot",), h.reboot_instance, Doc(
+        "rebootInstance", "Reboot a Running instance.", [], "StopOptions", "BatchOperationResp",
+        (E.NoSuchObject, E.RebootInstanceOperationForbidden))),
+    Operation("PUT", "instance", True, ("rebuild",), h.rebuild_instance, Doc(
+        "rebuildInstance", "Reinstall the system from an image, with a key pair or a password.",
+        [], "InstanceRebuild", None,
+        (E.NoSuchObject, E.KeypairNotExist, E.UnsupportOsType, E.InstanceStatusForbidden,
+         *JSON_BODY))),
+    Operation("DELETE", "instance", True, (None,), h.release_instance, _RELEASE),
+    Operation("POST", "instance", True, (None,), h.release_instance, _RELEASE),
+    # -- images (§5.1) --
+    Operation("GET", "image", False, (None,), h.list_images, Doc(
+        "listImages", "List the public system images.",
+        [MARKER, MAX_KEYS, param("imageType", {"type": "string"}, "All (default) or System.")],
+        None, "ImageList", (E.InappropriateJSON,))),
+    Operation("GET", "image", True, (None,), h.get_image, Doc(
+        "getImage", "One image.", [], None, "ImageAnswer", (E.NoSuchObject,))),
+)
+
+
+def _routes(operations: tuple[Operation, ...]) -> dict[tuple[str, str, bool], dict[str | None, Handler]]:
+    table: dict[tuple[str, str, bool], dict[str | None, Handler]] = {}
+    for op in operations:
+        for flag in op.flags:
+            flags = table.setdefault((op.method, op.resource, op.with_id), {})
+            assert flag not in flags, f"two operations for {op.method} {op.resource} ?{flag}"
+            flags[flag] = op.handler
+    return table
+
+
+#: What the request path looks up: (method, resource, with id?) -> flag -> handler.
+ROUTES = _routes(OPERATIONS)
 
 #: Every flag any operation knows: a bare key outside this set and outside an
 #: operation's own parameters is an unknown flag (InvalidURI, §3 [decision]).
 ALL_FLAGS = frozenset(f for table in ROUTES.values() for f in table if f)
-
-
 def resolve(method: str, path: str, query: dict[str, str]) -> tuple[Handler, str | None, str | None]:
     """(handler, item id, flag) for a /v2 request, or a BceError."""
     # A NUL can name nothing, and PostgreSQL refuses it in text (a 500 otherwise).
