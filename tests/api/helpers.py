@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from baidubce.exception import BceHttpClientError
 
 from localbcc.auth import format_timestamp, sign
