@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from localbcc.domain.models import Instance
+from localbcc.models import Instance
 from localbcc.ssh import hostkeys
 from localbcc.ssh.view import SshView
 

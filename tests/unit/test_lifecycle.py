@@ -11,7 +11,7 @@ from localbcc.clock import FakeClock
 from localbcc.domain import lifecycle
 from localbcc.domain.instances import InstanceService
 from localbcc.domain.keypairs import KeypairService
-from localbcc.domain.models import Instance
+from localbcc.models import Instance
 from localbcc.errors import BceError, ErrorCode
 from localbcc.store.db import Store
 from localbcc.store.urls import sqlite_url
@@ -303,7 +303,7 @@ def test_the_storage_refuses_a_binding_to_a_missing_pair(w):
             tx.delete_keypair(tx.get_keypair(ACCOUNT, kp))
     with pytest.raises(IntegrityError):
         with w.store.write() as tx:
-            tx.bind(list(tx.lock_keypair_and_bindings(ACCOUNT, kp, [iid]).values()), "k-NoSuch00", None)
+            tx.bind(list(tx.bindings_for_change(ACCOUNT, kp, [iid]).values()), "k-NoSuch00", None)
     assert (w.get(iid)["keypairId"], w.count(kp)) == (kp, 1)
 
 

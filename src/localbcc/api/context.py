@@ -27,8 +27,8 @@ class Context:
         self.verifier = Verifier(self.accounts, self.clock)
         self.keypairs = KeypairService(store, self.clock, settings.region, settings.keypair_quota)
         self.instances = InstanceService(store, self.clock, settings.region,
-                                         settings.transition_seconds, settings.instance_quota)
-        self.instances.ssh = SshView.from_settings(settings)  # SSH fields of instances
+                                         settings.transition_seconds, settings.instance_quota,
+                                         ssh=SshView.from_settings(settings))
         self.ssh_service: Any = None  # this process's SSH service, once ssh.start_service ran
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="localbcc-cpu")
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from ..errors import BceError, ErrorCode
-from ..store.repo import Tx
+from .ports import Tx
 
 
 def request_hash(request: Any) -> str:

@@ -1,41 +1,35 @@
 """Instances: create, list, lifecycle (§5), and binding key pairs to them (§4.6)."""
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from ..clock import Clock
 from ..errors import BceError, ErrorCode
-from ..store.db import Store
-from ..store.repo import Tx
+from ..models import Binding, Instance
 from . import idempotency, lifecycle, network, validation
 from .images import get_image
+from .keys import new_host_key
 from .lifecycle import RUNNING, STOPPED
-from .models import Binding, Instance
 from .paging import page
 from .passwords import decrypt_admin_pass, hash_password
+from .ports import InstanceSsh, Store, Tx
 from .timefmt import iso
-from ..ssh.hostkeys import new_host_key
 
 #: Instance ids. (InstanceService has a method named ``list``, which the name
 #: would mean inside the class.)
 Ids = list[str]
 
 
-class SshFields(Protocol):
-    """The SSH fields of the instance object (localbcc.ssh.view.SshView)."""
-
-    def wire(self, inst: Instance, now: float) -> dict[str, Any]: ...
-
-
 class InstanceService:
     def __init__(self, store: Store, clock: Clock, region: str, transition_seconds: float,
-                 quota: int = 200):
+                 quota: int = 200, ssh: InstanceSsh | None = None):
         self.store = store
         self.clock = clock
         self.region = region
         self.transition = transition_seconds
         self.quota = quota  # instances per account, however created (spec part 2 §7)
-        self.ssh: SshFields | None = None  # set by Context
+        #: The SSH fields of the instance object (None: the object has none).
+        self.ssh = ssh
 
     # -- presentation -------------------------------------------------------------------
 
@@ -83,11 +77,11 @@ class InstanceService:
             stored = idempotency.replay(tx, account, "createInstance", token, digest)
             if stored is not None:
                 return stored
-            tx.lock_account(account)  # lock order: account, then key pair
+            tx.lock_account_for_create(account)
             if tx.count_instances(account) + count > self.quota:  # all or nothing
                 raise BceError(ErrorCode.InstanceQuotaExceedLimit)
             if keypair_id is not None:
-                self._keypair(tx, account, keypair_id)
+                self._keypair_to_bind(tx, account, keypair_id)
             now = self.clock.now()
             until = now + self.transition
             pass_hash = hash_password(password) if password else None
@@ -142,7 +136,7 @@ class InstanceService:
 
     def start(self, account: str, instance_id: str) -> None:
         with self.store.write() as tx:
-            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            inst, now = self._for_change(tx, account, instance_id), self.clock.now()
             if lifecycle.is_creating(inst, now):
                 raise BceError(ErrorCode.StartInstanceWhenCreating)
             if lifecycle.status(inst, now) != STOPPED:
@@ -152,14 +146,14 @@ class InstanceService:
 
     def stop(self, account: str, instance_id: str) -> None:
         with self.store.write() as tx:
-            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            inst, now = self._for_change(tx, account, instance_id), self.clock.now()
             if lifecycle.status(inst, now) != RUNNING:
                 raise BceError(ErrorCode.StopInstanceOperationForbidden)
             self._transition(tx, [inst.id], STOPPED, "stop", now)
 
     def reboot(self, account: str, instance_id: str) -> None:
         with self.store.write() as tx:
-            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            inst, now = self._for_change(tx, account, instance_id), self.clock.now()
             if lifecycle.status(inst, now) != RUNNING:
                 raise BceError(ErrorCode.RebootInstanceOperationForbidden)
             self._transition(tx, [inst.id], RUNNING, "restart", now)
@@ -174,9 +168,9 @@ class InstanceService:
             raise BceError(ErrorCode.UnsupportOsType)
         password = decrypt_admin_pass(cipher_pass, secret_key) if cipher_pass else None
         with self.store.write() as tx:
-            if keypair_id is not None:  # lock order: key pair, then instance
-                self._keypair(tx, account, keypair_id)
-            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            if keypair_id is not None:
+                self._keypair_to_bind(tx, account, keypair_id)
+            inst, now = self._for_change(tx, account, instance_id), self.clock.now()
             if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
                 raise BceError(ErrorCode.InstanceStatusForbidden)
             if keypair_id is not None:
@@ -193,7 +187,7 @@ class InstanceService:
 
     def release(self, account: str, instance_id: str) -> None:
         with self.store.write() as tx:
-            inst, now = self._existing(tx, account, instance_id, for_update=True), self.clock.now()
+            inst, now = self._for_change(tx, account, instance_id), self.clock.now()
             if lifecycle.status(inst, now) not in (RUNNING, STOPPED):
                 raise BceError(ErrorCode.InstanceStatusForbidden)
             tx.delete_instance(inst)
@@ -226,10 +220,10 @@ class InstanceService:
 
     def _bindable(self, tx: Tx, account: str, keypair_id: str, ids: Ids, now: float,
                   attaching: bool = False) -> dict[str, Binding]:
-        """The account's key pair must exist (it stays locked, repo.Tx's lock
-        order); then checks 2a–2c of §4.6 (and 2d when ``attaching``): every
-        check on one instance before the next instance, in the order given."""
-        found = tx.lock_keypair_and_bindings(account, keypair_id, ids)
+        """The account's key pair must exist; then checks 2a–2c of §4.6 (and 2d
+        when ``attaching``): every check on one instance before the next
+        instance, in the order given."""
+        found = tx.bindings_for_change(account, keypair_id, ids)
         if found is None:
             raise BceError(ErrorCode.KeypairNotExist)
         for iid in ids:
@@ -250,33 +244,34 @@ class InstanceService:
     def _transition(self, tx: Tx, ids: Ids, state: str, kind: str, now: float, *,
                     key_of: Instance | None = None, **also: Any) -> float:
         """Start a transition of ``ids`` ending in ``state``, setting ``also``
-        in the same UPDATE; with ``key_of`` (an instance with a key pair), that
-        pair comes in force when the transition ends. Returns when it ends.
-
-        One UPDATE per row and transaction, unless the transaction locked the
-        row's key pair first (attach does, then binds the row a second time):
-        on PostgreSQL a second UPDATE of a row with a key pair checks the
-        foreign key again, which locks the key pair *after* the instance,
-        against the lock order (repo.Tx) - a deadlock with an attach that holds
-        the pair and waits for the instance."""
+        with it (in the one call Tx.start_transition asks for); with ``key_of``
+        (an instance with a key pair), that pair comes in force when the
+        transition ends. Returns when it ends."""
         until = now + self.transition
         values = {"state": state, "transition": kind if self.transition > 0 else None,
                   "transition_until": until, **also}
         if key_of is not None:
             first = key_of.first_key_at
             values |= {"key_in_force_at": until, "first_key_at": until if first is None else first}
-        tx.update_instances(ids, **values)
+        tx.start_transition(ids, **values)
         return until
 
     @staticmethod
-    def _existing(tx: Tx, account: str, instance_id: str, *, for_update: bool = False) -> Instance:
-        inst = tx.get_instance(account, instance_id, for_update=for_update)
-        if inst is None:
-            raise BceError(ErrorCode.NoSuchObject, f"Instance {instance_id:.40} does not exist.")
-        return inst
+    def _existing(tx: Tx, account: str, instance_id: str) -> Instance:
+        return _found(tx.get_instance(account, instance_id), instance_id)
 
     @staticmethod
-    def _keypair(tx: Tx, account: str, keypair_id: str) -> None:
-        """The account's key pair must exist; it stays locked (repo.Tx's lock order)."""
-        if not tx.lock_keypair(account, keypair_id):
+    def _for_change(tx: Tx, account: str, instance_id: str) -> Instance:
+        return _found(tx.instance_for_change(account, instance_id), instance_id)
+
+    @staticmethod
+    def _keypair_to_bind(tx: Tx, account: str, keypair_id: str) -> None:
+        """The account's key pair must exist (and cannot be deleted meanwhile)."""
+        if not tx.lock_keypair_to_bind(account, keypair_id):
             raise BceError(ErrorCode.KeypairNotExist)
+
+
+def _found(inst: Instance | None, instance_id: str) -> Instance:
+    if inst is None:
+        raise BceError(ErrorCode.NoSuchObject, f"Instance {instance_id:.40} does not exist.")
+    return inst

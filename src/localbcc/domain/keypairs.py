@@ -7,12 +7,11 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import BceError, ErrorCode
-from ..store.db import Store
-from ..store.repo import Tx
+from ..models import Keypair
 from . import idempotency, validation
 from .keys import PublicKey, generate_rsa_keypair, parse_public_key
-from .models import Keypair
 from .paging import page
+from .ports import Store, Tx
 from .timefmt import iso
 
 
@@ -54,8 +53,8 @@ class KeypairService:
 
     def before_create(self, account: str, name: str, description: str,
                       token: str | None) -> dict | None:
-        """What create answers without a new key, read before one is generated (that
-        takes ~0.2 s of CPU): the stored answer of a replayed ``clientToken``, or
+        """What create answers without a new key, read before one is generated
+        (slow: docs/performance.md): the stored answer of a replayed ``clientToken``, or
         KeypairQuotaExceedLimit when the account has no room. None: generate one.
         :meth:`create` checks both again in its transaction (another request may
         have taken the last place meanwhile)."""
@@ -103,7 +102,7 @@ class KeypairService:
 
     def _insert(self, tx: Tx, account: str, name: str, description: str,
                 public: PublicKey) -> Keypair:
-        tx.lock_account(account)
+        tx.lock_account_for_create(account)
         blob_sha = hashlib.sha256(public.blob).hexdigest()
         if tx.blob_exists(account, blob_sha):
             raise BceError(ErrorCode.KeypairPublicKeyExist)
@@ -143,18 +142,19 @@ class KeypairService:
         return result
 
     @staticmethod
-    def _existing(tx: Tx, account: str, keypair_id: str, *, for_update: bool = False) -> Keypair:
-        kp = tx.get_keypair(account, keypair_id, for_update=for_update)
-        if kp is None:
-            raise BceError(ErrorCode.KeypairNotExist)
-        return kp
+    def _existing(tx: Tx, account: str, keypair_id: str) -> Keypair:
+        return _found(tx.get_keypair(account, keypair_id))
+
+    @staticmethod
+    def _for_change(tx: Tx, account: str, keypair_id: str) -> Keypair:
+        return _found(tx.keypair_for_change(account, keypair_id))
 
     # -- change ---------------------------------------------------------------------
 
     def rename(self, account: str, keypair_id: str, body: Any) -> None:
         name = validation.keypair_name(validation.body_object(body))
         with self.store.write() as tx:
-            self._existing(tx, account, keypair_id, for_update=True)
+            self._for_change(tx, account, keypair_id)
             tx.update_keypair(keypair_id, name=name)
 
     def update_description(self, account: str, keypair_id: str, body: Any) -> None:
@@ -163,12 +163,18 @@ class KeypairService:
             raise BceError(ErrorCode.InappropriateJSON, "Field 'description' is required.")
         description = validation.keypair_description(body)
         with self.store.write() as tx:
-            self._existing(tx, account, keypair_id, for_update=True)
+            self._for_change(tx, account, keypair_id)
             tx.update_keypair(keypair_id, description=description)
 
     def delete(self, account: str, keypair_id: str) -> None:
         with self.store.write() as tx:
-            kp = self._existing(tx, account, keypair_id, for_update=True)
+            kp = self._for_change(tx, account, keypair_id)
             if kp.instance_count:
                 raise BceError(ErrorCode.DeleteKeypairInUse)
             tx.delete_keypair(kp)
+
+
+def _found(kp: Keypair | None) -> Keypair:
+    if kp is None:
+        raise BceError(ErrorCode.KeypairNotExist)
+    return kp

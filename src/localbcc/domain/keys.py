@@ -116,6 +116,39 @@ def generate_rsa_keypair(comment: str | None = None) -> tuple[PublicKey, str]:
     return parse_public_key(f"{line} {comment}" if comment else line), pem
 
 
+# --- instance host keys --------------------------------------------------------
+# Every instance gets an ed25519 host key when it is created, stored with it
+# (the private part as the 32-byte seed in hex), so the fingerprint a client
+# pins never changes across server restarts (docs/ssh.md; localbcc.ssh.hostkeys
+# turns the seed into the key its SSH endpoint serves).
+
+
+def fingerprint_sha256(blob: bytes) -> str:
+    """``SHA256:...`` exactly as ``ssh-keygen -l`` prints it."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def public_line(key: ed25519.Ed25519PrivateKey) -> str:
+    """The public key in OpenSSH one-line form, ``ssh-ed25519 AAAA...``."""
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
+
+
+def blob_of(line: str) -> bytes:
+    """The wire blob of a one-line OpenSSH public key (its base64 field)."""
+    return base64.b64decode(line.split()[1])
+
+
+def new_host_key() -> dict[str, str]:
+    """A fresh host key, as the instance columns that store it."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+    line = public_line(key)
+    return {"ssh_host_key": seed.hex(), "ssh_host_public_key": line,
+            "ssh_host_fingerprint": fingerprint_sha256(blob_of(line))}
+
+
 # --- envelopes ---------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .models import Instance
+from ..models import Instance
 
 
 class Lifecycled(Protocol):

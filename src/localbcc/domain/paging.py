@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import inappropriate
-from ..store.repo import Tx
+from .ports import Tx
 
 T = TypeVar("T")
 

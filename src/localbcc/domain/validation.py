@@ -53,7 +53,7 @@ def optional_str(body: dict, field: str, max_len: int | None = None) -> str | No
     value = body.get(field)
     if value is not None and not isinstance(value, str):
         raise inappropriate(field, "must be a string")
-    if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in text
+    if value is not None and "\x00" in value:  # not every backend can store NUL in text
         raise inappropriate(field, "must not contain NUL characters")
     if value is not None and max_len is not None and len(value) > max_len:
         raise inappropriate(field, f"may be at most {max_len} characters long")

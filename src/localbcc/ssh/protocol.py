@@ -10,7 +10,7 @@ import asyncssh
 
 from ..domain import lifecycle
 from ..domain.images import get_image
-from ..domain.models import Instance
+from ..models import Instance
 from ..domain.passwords import check_password
 from . import hostkeys
 from .shell import ExitShell, Shell

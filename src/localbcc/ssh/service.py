@@ -49,11 +49,11 @@ import resource
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..domain import lifecycle
 from ..domain.images import get_image
-from ..domain.models import Instance
+from ..models import Instance, SshEndpoint
 from . import hostkeys
 from .lock import ServeLocks
 from .view import SshView
@@ -78,17 +78,6 @@ WALK_CHUNK = 500
 #: Endpoint errors (sshStatusReason) written in one go, one transaction each:
 #: ~15 ms of the loop's time, then a turn for the API's requests.
 ERRORS_CHUNK = 100
-
-
-class _Row(NamedTuple):
-    """Attribute names match Instance, so lifecycle.status() takes it."""
-    id: str
-    seq: int
-    image_id: str
-    state: str
-    transition: str | None
-    transition_until: float
-    ssh_error: str | None
 
 
 @dataclass
@@ -132,7 +121,7 @@ class SshService:
         self._next_alive_check = 0.0
         self._last_error_log = 0.0
         self._signature: tuple | None = None
-        self._rows: list[_Row] = []
+        self._rows: list[SshEndpoint] = []
         self._next_full_read = 0.0
         self.fd_limit = fd_limit()
         self.max_endpoints, self.max_connections = budget(self.fd_limit)
@@ -322,7 +311,7 @@ class SshService:
         elif any(retry_at <= now for retry_at, _ in self.failed.values()):
             await self._reconcile(self._rows)
 
-    async def _reconcile(self, rows: list[_Row] | None = None) -> None:
+    async def _reconcile(self, rows: list[SshEndpoint] | None = None) -> None:
         if rows is None:
             self._signature, rows = await self.ctx.read_in_background(self._read_rows)
             self._rows = rows
@@ -377,9 +366,9 @@ class SshService:
         with self.ctx.store.read() as tx:
             return tx.ssh_signature()
 
-    def _read_rows(self) -> tuple[tuple, list[_Row]]:
+    def _read_rows(self) -> tuple[tuple, list[SshEndpoint]]:
         with self.ctx.store.read() as tx:  # one snapshot for both
-            return tx.ssh_signature(), list(map(_Row._make, tx.ssh_endpoints()))
+            return tx.ssh_signature(), tx.ssh_endpoints()
 
     def _write_errors(self, errors: dict[str, str | None]) -> None:
         # One short transaction per row: never more than one row lock held, so
@@ -404,7 +393,7 @@ class SshService:
         for iid in instance_ids:
             found = None if iid in self.listeners else await self.load(iid)
             if found is not None and get_image(found[0].image_id).is_linux:
-                row = _Row._make(getattr(found[0], f) for f in _Row._fields)
+                row = SshEndpoint._make(getattr(found[0], f) for f in SshEndpoint._fields)
                 error = await self._open(row)
                 if error is None and iid not in self.listeners:
                     continue  # a pass is opening it (and records how that went)
@@ -413,7 +402,7 @@ class SshService:
         if errors:
             await self.ctx.unit.run(self._write_errors, errors)
 
-    async def _open(self, row: _Row) -> str | None:
+    async def _open(self, row: SshEndpoint) -> str | None:
         """Open the endpoint of one instance; returns why it failed, or None."""
         if row.id in self.listeners or row.id in self._opening:  # open_now and a pass at once
             return None
@@ -423,7 +412,7 @@ class SshService:
         finally:
             self._opening.discard(row.id)
 
-    async def _bind(self, row: _Row) -> str | None:
+    async def _bind(self, row: SshEndpoint) -> str | None:
         endpoint = self.view.endpoint(row.seq)
         if endpoint is None:
             return self._failed(row.id, None, "no loopback address or port is left for it")

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..domain import lifecycle, network
 from ..domain.images import get_image
-from ..domain.models import Instance
+from ..models import Instance
 
 ADDRESS, PORT = "address", "port"
 AVAILABLE, UNAVAILABLE, DISABLED, UNSUPPORTED = "Available", "Unavailable", "Disabled", "Unsupported"

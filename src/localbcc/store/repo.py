@@ -1,22 +1,80 @@
-"""Queries, one method each, used inside a transaction. No rules live here:
-the domain decides, this module only reads and writes rows."""
+"""The queries: one ``Tx`` method each, used inside a transaction.
+
+No rules live here: the domain decides (it sees ``Tx`` through the protocol
+it declares, domain/ports.py); this module reads and writes rows and takes the
+locks each method's purpose needs, in one order (below).
+
+**Prepared SQL text or SQLAlchemy Core.** One rule: a statement that an API
+request runs on the benchmarked paths (get and list key pairs, get an instance,
+attach and detach: docs/performance.md), or that the SSH service's scans run
+over every instance, is a module-level :class:`Prepared` (store/prepared.py):
+written once with SQLAlchemy and named ``bindparam``\\ s, compiled once per
+dialect, run on the driver's cursor. Every other statement is plain
+SQLAlchemy Core, built and run per call: simpler to read, and off the hot path.
+
+**Rows are mapped by name.** Every SELECT list that becomes a record
+(models.py) is built at import from the record's field names (:func:`columns`),
+so a row maps onto the record by position with no per-row lookup, and a field
+and its column cannot drift apart: a field with no column of that name fails
+at import (tests/store/test_rows.py checks the other direction).
+
+**Locks, and the two backends.** A transaction takes its locks in one order,
+so no two transactions can wait on each other in a cycle (docs/storage.md):
+
+1. advisory locks, for rows that may not exist yet (:meth:`Tx.serialize`:
+   a clientToken, adding accounts);
+2. the account (:meth:`Tx.lock_account_for_create`);
+3. the key pair (:meth:`Tx.lock_keypair_to_bind`, :meth:`Tx.keypair_for_change`,
+   :meth:`Tx.bindings_for_change`);
+4. instances, in ``seq`` order (:meth:`Tx.bindings_for_change`,
+   :meth:`Tx.instance_for_change`).
+
+Nothing that holds an instance lock ever locks a key pair, not even
+implicitly (:meth:`Tx.start_transition`). Each ``Tx`` checks the order as it
+goes (an ``AssertionError`` for a lock taken after a later one), on either
+backend, so the SQLite tests catch a PostgreSQL deadlock in the making.
+
+What differs between the backends is one small strategy each, chosen once
+per transaction (:class:`SqliteLocking`, :class:`PostgresLocking`); a
+``FOR UPDATE`` clause compiles to nothing on SQLite.
+"""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Column, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from ..domain.models import Binding, Instance, Keypair
+from ..models import Binding, Instance, Keypair, SshEndpoint
 from .prepared import Prepared, driver_of
 from .schema import accounts, idempotency, instances, keypairs, tombstones
 
-_KP_COLS = (keypairs.c.seq, keypairs.c.id, keypairs.c.account, keypairs.c.name,
-            keypairs.c.description, keypairs.c.public_key, keypairs.c.fingerprint,
-            keypairs.c.created_at)
-_INST_COLS = tuple(c for c in instances.c)
+
+def fields(record: Any, *, computed: tuple[str, ...] = ()) -> list[str]:
+    """The field names of a record class (a dataclass or a NamedTuple), but
+    ``computed``: values a query computes after the stored columns, which must
+    be the record's last fields, in that order."""
+    names = ([f.name for f in dataclasses.fields(record)] if dataclasses.is_dataclass(record)
+             else list(record._fields))
+    stored = names[:len(names) - len(computed)]
+    if tuple(names[len(stored):]) != computed:
+        raise AssertionError(f"{record.__name__}: {computed} must be its last fields")
+    return stored
+
+
+def columns(table: Table, names: Iterable[str]) -> tuple[Column, ...]:
+    """The columns of ``table`` named ``names``, in that order (a KeyError, at
+    import, for a name that is no column)."""
+    return tuple(table.c[name] for name in names)
+
+
+_KP_COLS = columns(keypairs, fields(Keypair, computed=("instance_count",)))
+_INST_COLS = columns(instances, fields(Instance, computed=("keypair_name",)))
+#: What attach and detach check of each instance.
+_BINDING_COLS = columns(instances, fields(Binding))
 
 
 def advisory_key(name: str) -> int:
@@ -29,11 +87,9 @@ def _count_subquery():
             .correlate(keypairs).scalar_subquery())
 
 
-# -- hot-path statements, built once (store/prepared.py, docs/performance.md) ------------
-# SQLite compiles a FOR UPDATE variant without the clause: BEGIN IMMEDIATE
-# already holds the database-wide write lock there.
+# -- prepared statements (the rule above) ------------------------------------------------
 
-_KEYPAIR = Prepared(select(*_KP_COLS, _count_subquery())
+_KEYPAIR = Prepared(select(*_KP_COLS, _count_subquery())  # instance_count last
                     .where(keypairs.c.id == bindparam("id"),
                            keypairs.c.account == bindparam("account")))
 _LOCK_KEYPAIR = Prepared(select(keypairs.c.seq)
@@ -49,11 +105,9 @@ _LIST_KEYPAIRS_NAMED = Prepared(_LIST_KEYPAIRS.where(keypairs.c.name == bindpara
 
 
 # The SSH service's scans of every instance (every 0.2 s and 5 s, on a worker
-# thread): with 10,000 instances SQLAlchemy's per-row work held the GIL for
-# milliseconds at a time, which the event loop felt.
-_SSH_ENDPOINTS = Prepared(select(instances.c.id, instances.c.seq, instances.c.image_id,
-                                 instances.c.state, instances.c.transition,
-                                 instances.c.transition_until, instances.c.ssh_error)
+# thread): SQLAlchemy's per-row work would hold the GIL, which the event loop
+# feels (docs/performance.md).
+_SSH_ENDPOINTS = Prepared(select(*columns(instances, fields(SshEndpoint)))
                           .order_by(instances.c.seq))
 _SSH_SIGNATURE = Prepared(select(func.count(), func.max(instances.c.seq),
                                  func.max(instances.c.transition_until),
@@ -79,16 +133,11 @@ def _list_values(values: list) -> dict[str, Any]:
 # with "account = ?" in the WHERE clause SQLite walks the account's whole index
 # instead of the unique id index.
 
-_INSTANCE = (select(*_INST_COLS, keypairs.c.name)  # the bound pair's name last
+_INSTANCE = (select(*_INST_COLS, keypairs.c.name)  # keypair_name last
              .select_from(instances.outerjoin(keypairs, instances.c.keypair_id == keypairs.c.id))
              .where(instances.c.id == bindparam("id")))
-_GET_INSTANCE = {False: Prepared(_INSTANCE), True: Prepared(_INSTANCE.with_for_update(of=instances))}
-
-
-#: What attach and detach check, in models.Binding's order.
-_BINDING_COLS = (instances.c.id, instances.c.seq, instances.c.account, instances.c.image_id,
-                 instances.c.state, instances.c.transition, instances.c.transition_until,
-                 instances.c.keypair_id)
+_GET_INSTANCE = Prepared(_INSTANCE)
+_LOCK_INSTANCE = Prepared(_INSTANCE.with_for_update(of=instances))
 
 
 @lru_cache(maxsize=256)
@@ -116,16 +165,19 @@ def _bind_query(n: int, in_force: bool) -> Prepared:
     values: dict[str, Any] = {"keypair_id": bindparam("kp"), "key_in_force_at": bindparam("at")}
     if in_force:  # the first key in force ends password logins
         values["first_key_at"] = func.coalesce(instances.c.first_key_at, bindparam("at"))
-    # By seq, the primary key: the rows were just read
-    # (Tx.lock_keypair_and_bindings), and a rowid lookup skips the probe of the
-    # id index for every instance.
+    # By seq, the primary key: the rows were just read (Tx.bindings_for_change),
+    # and a rowid lookup skips the probe of the id index for every instance.
     return Prepared(update(instances).where(instances.c.seq.in_(_list_params(n))).values(**values))
 
 
 def _account_bindings(rows: list, account: str) -> dict[str, Binding]:
     """Binding rows by instance id, the account's only (checked on the rows:
     the queries look instances up by id alone)."""
-    return {row[0]: Binding._make(row) for row in rows if row[2] == account}
+    found: dict[str, Binding] = {}
+    for binding in map(Binding._make, rows):
+        if binding.account == account:
+            found[binding.id] = binding
+    return found
 
 
 def _lookup_ids(ids: list[str]) -> list[str]:
@@ -134,28 +186,104 @@ def _lookup_ids(ids: list[str]) -> list[str]:
     return [i for i in dict.fromkeys(ids) if "\x00" not in i]
 
 
-class Tx:
-    """One open transaction.
+# -- the two backends' locking -------------------------------------------------------------
 
-    SQLite takes a database-wide write lock at BEGIN IMMEDIATE (a FOR UPDATE
-    clause compiles to nothing there); PostgreSQL locks the rows. Lock order,
-    to rule out deadlocks: advisory locks (:meth:`serialize`), then the
-    account, then the key pair, then instances in seq order; nothing holding
-    an instance lock ever locks a key pair."""
+class Locking:
+    """How a transaction locks what it is about to change: what differs
+    between the backends."""
+
+    def serialize(self, tx: Tx, name: tuple[str, ...]) -> None:
+        raise NotImplementedError
+
+    def keypair_for_change(self, tx: Tx, account: str, keypair_id: str) -> Keypair | None:
+        raise NotImplementedError
+
+    def bindings_for_change(self, tx: Tx, account: str, keypair_id: str,
+                            ids: list[str]) -> dict[str, Binding] | None:
+        raise NotImplementedError
+
+
+class SqliteLocking(Locking):
+    """SQLite: a writer holds the database-wide write lock from its ``BEGIN
+    IMMEDIATE`` on (store/sqlite.py), so every write transaction already runs
+    alone: nothing more to lock, and a check and what it checks may share a
+    statement."""
+
+    def serialize(self, tx: Tx, name: tuple[str, ...]) -> None:
+        pass
+
+    def keypair_for_change(self, tx: Tx, account: str, keypair_id: str) -> Keypair | None:
+        return tx.get_keypair(account, keypair_id)
+
+    def bindings_for_change(self, tx: Tx, account: str, keypair_id: str,
+                            ids: list[str]) -> dict[str, Binding] | None:
+        if not ids:
+            return {} if tx.lock_keypair_to_bind(account, keypair_id) else None
+        values = _list_values(ids) | {"kp": keypair_id, "account": account}
+        rows = _keypair_bindings_query(len(ids)).execute(tx.conn, values, tx.driver).fetchall()
+        return _account_bindings(rows, account) if rows else None
+
+
+class PostgresLocking(Locking):
+    """PostgreSQL at READ COMMITTED: row locks (``SELECT … FOR UPDATE``) and
+    transaction-scoped advisory locks. A statement reads a snapshot taken when
+    it *started*, before it waited for a lock, so whatever must be read after
+    a lock is held is read by a later statement."""
+
+    def serialize(self, tx: Tx, name: tuple[str, ...]) -> None:
+        tx.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                        {"k": advisory_key("\x00".join(name))})
+
+    def keypair_for_change(self, tx: Tx, account: str, keypair_id: str) -> Keypair | None:
+        # Lock first, count in a later statement: a count in the locking
+        # statement could miss a binding committed while it waited (and a
+        # delete would then hit the foreign key).
+        if not tx.lock_keypair_to_bind(account, keypair_id):
+            return None
+        return tx.get_keypair(account, keypair_id)
+
+    def bindings_for_change(self, tx: Tx, account: str, keypair_id: str,
+                            ids: list[str]) -> dict[str, Binding] | None:
+        if not tx.lock_keypair_to_bind(account, keypair_id):
+            return None
+        if not ids:
+            return {}
+        rows = _bindings_query(len(ids)).execute(tx.conn, _list_values(ids), tx.driver).fetchall()
+        return _account_bindings(rows, account)
+
+
+_SQLITE: Locking = SqliteLocking()
+_POSTGRES: Locking = PostgresLocking()
+
+#: The lock order's steps (the module docstring), as Tx._take checks them.
+_ADVISORY, _ACCOUNT, _KEYPAIR_LOCK, _INSTANCES = 1, 2, 3, 4
+
+
+class Tx:
+    """One open transaction (satisfies domain/ports.py's ``Tx``). Methods that
+    lock say so in their names and take their locks in the module's lock order."""
 
     def __init__(self, conn: Connection, is_sqlite: bool, driver: Any = None):
         self.conn = conn
-        self.is_sqlite = is_sqlite
+        #: How this transaction locks (chosen once: the backend's strategy).
+        self.locking = _SQLITE if is_sqlite else _POSTGRES
         #: The driver's connection under ``conn``, for Prepared statements.
         self.driver = driver if driver is not None else driver_of(conn)
+        #: The last step of the lock order this transaction reached.
+        self._locked = 0
+
+    def _take(self, step: int) -> None:
+        """About to lock at ``step`` of the lock order: never after a later one."""
+        if step < self._locked:
+            raise AssertionError(f"lock order: step {step} after step {self._locked} "
+                                 "(store/repo.py)")
+        self._locked = step
 
     def serialize(self, *name: str) -> None:
-        """Make transactions that pass the same name run one after the other
-        (PostgreSQL: a transaction-scoped advisory lock; SQLite writers are
-        serialised already). For rows that may not exist yet."""
-        if not self.is_sqlite:
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                              {"k": advisory_key("\x00".join(name))})
+        """Make transactions that pass the same name run one after the other,
+        until they end: for rows that may not exist yet."""
+        self._take(_ADVISORY)
+        self.locking.serialize(self, name)
 
     # -- accounts -----------------------------------------------------------------
 
@@ -179,8 +307,11 @@ class Tx:
             self.conn.execute(update(accounts).where(accounts.c.access_key == access_key)
                               .values(secret_key=secret_key))
 
-    def lock_account(self, access_key: str) -> None:
-        """Serialise quota checks of one account (PostgreSQL row lock)."""
+    def lock_account_for_create(self, access_key: str) -> None:
+        """Creates of this account run one at a time from here until the
+        transaction ends, so the quota and duplicate checks that follow see
+        every create committed before (PostgreSQL: the account row's lock)."""
+        self._take(_ACCOUNT)
         self.conn.execute(select(accounts.c.access_key)
                           .where(accounts.c.access_key == access_key).with_for_update())
 
@@ -205,22 +336,22 @@ class Tx:
     def insert_keypair(self, values: dict[str, Any]) -> None:
         self.conn.execute(insert(keypairs).values(**values))
 
-    def get_keypair(self, account: str, keypair_id: str, *,
-                    for_update: bool = False) -> Keypair | None:
-        # PostgreSQL, for_update: lock first, count in a later statement. Under
-        # READ COMMITTED a statement reads a snapshot taken before it waited for
-        # the lock, so a count in the locking statement could miss a binding
-        # committed meanwhile (and a delete would then hit the foreign key).
-        # (SQLite's writers hold the database-wide lock already.)
-        if for_update and not self.is_sqlite and not self.lock_keypair(account, keypair_id):
-            return None
+    def get_keypair(self, account: str, keypair_id: str) -> Keypair | None:
         row = _KEYPAIR.execute(self.conn, {"id": keypair_id, "account": account},
                                self.driver).fetchone()
         return Keypair(*row) if row else None
 
-    def lock_keypair(self, account: str, keypair_id: str) -> bool:
-        """Whether the account has this key pair; on PostgreSQL its row stays
-        locked until the transaction ends (SQLite: the write lock is held)."""
+    def keypair_for_change(self, account: str, keypair_id: str) -> Keypair | None:
+        """The key pair, locked until the transaction ends (rename, describe,
+        delete), read after the lock is held: its instance_count counts every
+        binding committed before."""
+        self._take(_KEYPAIR_LOCK)
+        return self.locking.keypair_for_change(self, account, keypair_id)
+
+    def lock_keypair_to_bind(self, account: str, keypair_id: str) -> bool:
+        """Whether the account has this key pair; it stays locked until the
+        transaction ends, so it cannot be deleted meanwhile."""
+        self._take(_KEYPAIR_LOCK)
         return _LOCK_KEYPAIR.execute(
             self.conn, {"id": keypair_id, "account": account}, self.driver).fetchone() is not None
 
@@ -269,38 +400,34 @@ class Tx:
     def insert_instance(self, values: dict[str, Any]) -> None:
         self.conn.execute(insert(instances).values(**values))
 
-    def get_instance(self, account: str, instance_id: str, *,
-                     for_update: bool = False) -> Instance | None:
+    def get_instance(self, account: str, instance_id: str) -> Instance | None:
+        return self._instance(_GET_INSTANCE, account, instance_id)
+
+    def instance_for_change(self, account: str, instance_id: str) -> Instance | None:
+        """The instance, locked until the transaction ends."""
+        self._take(_INSTANCES)
+        return self._instance(_LOCK_INSTANCE, account, instance_id)
+
+    def _instance(self, query: Prepared, account: str, instance_id: str) -> Instance | None:
         if not _lookup_ids([instance_id]):
             return None
-        row = _GET_INSTANCE[for_update].execute(self.conn, {"id": instance_id},
-                                                self.driver).fetchone()
+        row = query.execute(self.conn, {"id": instance_id}, self.driver).fetchone()
         if row is None:
             return None
-        *columns, keypair_name = row
-        inst = Instance(*columns)
+        *stored, keypair_name = row
+        inst = Instance(*stored)
         inst.keypair_name = keypair_name or ""
         return inst if inst.account == account else None
 
-    def lock_keypair_and_bindings(self, account: str, keypair_id: str,
-                                  ids: list[str]) -> dict[str, Binding] | None:
+    def bindings_for_change(self, account: str, keypair_id: str,
+                            ids: list[str]) -> dict[str, Binding] | None:
         """Lock the account's key pair, then read the binding state of its
-        instances among ``ids`` (the lock order); None if the account has no
-        such key pair. SQLite, which holds the write lock already, answers both
-        in one statement; PostgreSQL locks the pair, then the instances."""
-        ids = _lookup_ids(ids)
-        if self.is_sqlite and ids:
-            values = _list_values(ids) | {"kp": keypair_id, "account": account}
-            rows = _keypair_bindings_query(len(ids)).execute(self.conn, values,
-                                                             self.driver).fetchall()
-            return _account_bindings(rows, account) if rows else None
-        if not self.lock_keypair(account, keypair_id):
-            return None
-        if not ids:
-            return {}
-        rows = _bindings_query(len(ids)).execute(self.conn, _list_values(ids),
-                                                 self.driver).fetchall()
-        return _account_bindings(rows, account)
+        instances among ``ids``, locked too (attach, detach); None if the
+        account has no such key pair."""
+        self._take(_KEYPAIR_LOCK)
+        found = self.locking.bindings_for_change(self, account, keypair_id, _lookup_ids(ids))
+        self._locked = _INSTANCES
+        return found
 
     def _instances(self, stmt) -> list[Instance]:
         rows = self.conn.execute(stmt).all()
@@ -323,14 +450,22 @@ class Tx:
             stmt = stmt.limit(limit)
         return self._instances(stmt)
 
-    def update_instances(self, ids: list[str], **values: Any) -> None:
+    def start_transition(self, ids: list[str], **values: Any) -> None:
+        """Set ``values`` on these instances, in one UPDATE: everything a
+        lifecycle operation changes must come in this one call, unless the
+        transaction locked the instances' key pair first
+        (:meth:`bindings_for_change`, after which :meth:`bind` may change them
+        again). On PostgreSQL a second UPDATE of a row with a key pair checks
+        the foreign key again, which locks the key pair *after* the instance,
+        against the lock order: a deadlock with an attach that holds the pair
+        and waits for the instance (tests/postgres/test_lock_order.py)."""
         if ids:
             self.conn.execute(update(instances).where(instances.c.id.in_(ids)).values(**values))
 
     def bind(self, found: list[Binding], keypair_id: str | None,
              in_force_at: float | None) -> None:
         """Bind (or with None, unbind) instances read by
-        :meth:`lock_keypair_and_bindings` in this transaction; the first key in
+        :meth:`bindings_for_change` in this transaction; the first key in
         force ends password logins."""
         if found:
             values = _list_values([b.seq for b in found]) | {"kp": keypair_id, "at": in_force_at}
@@ -350,8 +485,10 @@ class Tx:
     # -- idempotency ------------------------------------------------------------
 
     def get_token(self, account: str, operation: str, token: str) -> tuple[str, str] | None:
-        # Two requests with one token take turns, so the second replays the
-        # first's answer instead of repeating its work (and then colliding).
+        """The (request hash, answer) stored for this token. Requests with one
+        token take turns from here until the transaction ends, so the second
+        replays the first's answer instead of repeating its work (and then
+        colliding)."""
         self.serialize("idempotency", account, operation, token)
         row = self.conn.execute(
             select(idempotency.c.request_hash, idempotency.c.response).where(
@@ -375,12 +512,12 @@ class Tx:
             .where(instances.c.id == instance_id)).first()
         if row is None:
             return None
-        return Instance(*row[:-1]), row[-1]
+        return Instance(*row[:-1]), row[-1]  # the pair's public key last
 
-    def ssh_endpoints(self) -> list[tuple]:
-        """What the SSH service needs of every instance, in creation order:
-        (id, seq, image_id, state, transition, transition_until, ssh_error)."""
-        return _SSH_ENDPOINTS.execute(self.conn, {}, self.driver).fetchall()
+    def ssh_endpoints(self) -> list[SshEndpoint]:
+        """What the SSH service needs of every instance, in creation order."""
+        return list(map(SshEndpoint._make,
+                        _SSH_ENDPOINTS.execute(self.conn, {}, self.driver).fetchall()))
 
     def set_ssh_error(self, instance_id: str, error: str | None) -> None:
         self.conn.execute(update(instances).where(instances.c.id == instance_id)

@@ -1,4 +1,10 @@
-"""Plain records the domain works with; the store builds them from rows."""
+"""Plain records: what the store reads and the domain, the API and the SSH
+service work with. Neutral ground: both the domain and the store import this
+module, and it imports neither.
+
+The store maps rows onto them by field name: its SELECT lists are built from
+these fields (store/repo.py ``columns``), so a field and its column are one name.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,3 +66,17 @@ class Binding(NamedTuple):
     transition: str | None
     transition_until: float
     keypair_id: str | None
+
+
+class SshEndpoint(NamedTuple):
+    """What the SSH service's scan reads of each instance (Tx.ssh_endpoints):
+    a narrow row, since it reads every instance. The field names match
+    Instance's, so lifecycle.status() takes it."""
+
+    id: str
+    seq: int
+    image_id: str
+    state: str
+    transition: str | None
+    transition_until: float
+    ssh_error: str | None
