@@ -4,10 +4,11 @@ No rules live here: the domain decides (it sees ``Tx`` through the protocol
 it declares, domain/ports.py); this module reads and writes rows and takes the
 locks each method's purpose needs, in one order (below).
 
-**Prepared SQL text or SQLAlchemy Core.** One rule: a statement that an API
-request runs on the benchmarked paths (get and list key pairs, get an instance,
-attach and detach: docs/performance.md), or that the SSH service's scans run
-over every instance, is a module-level :class:`Prepared` (store/prepared.py):
+**Prepared SQL text or SQLAlchemy Core.** One rule: a statement on the
+benchmarked request paths (docs/performance.md: get a key pair; attach to
+stopped instances, which reads and writes the bindings), the reads the API
+answers most (list key pairs, get an instance), and the SSH service's scans
+of every instance, is a module-level :class:`Prepared` (store/prepared.py):
 written once with SQLAlchemy and named ``bindparam``\\ s, compiled once per
 dialect, run on the driver's cursor. Every other statement is plain
 SQLAlchemy Core, built and run per call: simpler to read, and off the hot path.
