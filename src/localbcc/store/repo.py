@@ -171,12 +171,19 @@ def _bind_query(n: int, in_force: bool) -> Prepared:
     return Prepared(update(instances).where(instances.c.seq.in_(_list_params(n))).values(**values))
 
 
+#: Where the account is in a binding row (by name, once).
+_BINDING_ACCOUNT = fields(Binding).index("account")
+
+
 def _account_bindings(rows: list, account: str) -> dict[str, Binding]:
     """Binding rows by instance id, the account's only (checked on the rows:
-    the queries look instances up by id alone)."""
+    the queries look instances up by id alone). Checked on the raw row: the
+    one row of NULLs SQLite's query gives when no instance is found is no
+    Binding (compiled code checks a Binding's field types when it reads one)."""
     found: dict[str, Binding] = {}
-    for binding in map(Binding._make, rows):
-        if binding.account == account:
+    for row in rows:
+        if row[_BINDING_ACCOUNT] == account:
+            binding = Binding._make(row)
             found[binding.id] = binding
     return found
 
