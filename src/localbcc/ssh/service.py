@@ -49,7 +49,7 @@ import resource
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain import lifecycle
 from ..domain.images import get_image
@@ -57,6 +57,9 @@ from ..models import Instance, SshEndpoint
 from . import hostkeys
 from .lock import ServeLocks
 from .view import SshView
+
+if TYPE_CHECKING:  # the API's per-process services; ssh/ is started by the app
+    from ..api.context import Context
 
 log = logging.getLogger("localbcc.ssh")
 
@@ -104,7 +107,7 @@ def fd_limit() -> int:
 
 
 class SshService:
-    def __init__(self, ctx: Any, view: SshView | None = None):
+    def __init__(self, ctx: Context, view: SshView | None = None):
         self.ctx = ctx
         self.settings = ctx.settings
         self.view = view or SshView.from_settings(ctx.settings)
