@@ -10,8 +10,8 @@ BUILT  := $(VENV)/.compiled
 SOURCES := $(shell find src/localbcc -name '*.py')
 # Print the version (it says "compiled" or "pure Python (why)"), and say loudly
 # when the build could not compile: everything still works, about 15% slower.
-CHECK_BUILD = $(BIN)/localbcc --version | tee /dev/stderr | grep -q '(compiled)$$' || \
-	echo "localbcc: NOTE: the request path was not compiled (the reason is above); it runs as pure Python. LOCALBCC_COMPILE=required makes this an error." >&2
+CHECK_BUILD = v=$$($(BIN)/localbcc --version) && echo "$$v" && case "$$v" in *"(compiled)") ;; \
+	*) echo "localbcc: NOTE: the request path was not compiled (the reason is above); it runs as pure Python. LOCALBCC_COMPILE=required makes this an error." >&2 ;; esac
 
 .PHONY: setup run test bench clean
 
