@@ -92,7 +92,7 @@ def assess(package_dir: Path = _PACKAGE,
 class _Sources:
     """A meta path finder that imports the package's modules from their ``.py``
     files, whatever extensions lie beside them. (No importlib.abc base class:
-    importing it costs 30 ms of start-up.)"""
+    importing it would slow every start-up.)"""
 
     def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
         if not fullname.startswith("localbcc."):

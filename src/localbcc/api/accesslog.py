@@ -6,10 +6,10 @@ other log line (server.configure_logging's layout, on stderr):
 
     2026-11-28 17:11:04,396 INFO localbcc.access request_id=… ak=… method=GET …
 
-What differs is the path there. Going through ``logging.Logger.info`` costs
-30–60 µs per request on the benchmark machine (a LogRecord, the caller's frame,
-the formatter, a locked write and a flush): as much as uvicorn's whole
-hello-world request. Here a request only appends its fields to a list; the
+What differs is the path there. Going through ``logging.Logger.info`` per
+request (a LogRecord, the caller's frame, the formatter, a locked write and a
+flush) costs as much as uvicorn's whole hello-world request
+(docs/performance.md). Here a request only appends its fields to a list; the
 pending lines are formatted (with a timestamp prefix cached per second) and
 written to stderr in one call at most ``FLUSH_SECONDS`` later, or at once when
 ``FLUSH_LINES`` are pending, and at shutdown (docs/performance.md). A process
@@ -25,8 +25,7 @@ any other value, the empty one included, is written in double quotes, with
 Python's ``unicode_escape`` writes them (``\n``, ``\r``, ``\t``, ``\xNN``,
 ``\uNNNN``, ``\UNNNNNNNN``). So a quoted value never holds a raw ``"`` or a
 line break (:func:`quote`). Most lines need no quotes, and finding that out
-costs ~0.15 µs a line (compiled): a few C-level tests over the fields a
-client's bytes reach, joined.
+takes a few C-level tests over the fields a client's bytes reach, joined.
 """
 from __future__ import annotations
 

@@ -74,12 +74,11 @@ START_RETRY_SECONDS = (1.0, 30.0)
 #: Descriptors never given to SSH endpoints, whatever the limit: the database,
 #: logs, lock files, the HTTP listener and a first few HTTP connections.
 FD_RESERVE = 64
-#: Instances a reconcile pass walks between two turns of the event loop: the
-#: walk over 10,000 of them takes ~10 ms, which in one go would hold up every
-#: API request meanwhile.
+#: Instances a reconcile pass walks between two turns of the event loop: a walk
+#: over many thousands in one go would hold up every API request meanwhile.
 WALK_CHUNK = 500
-#: Endpoint errors (sshStatusReason) written in one go, one transaction each:
-#: ~15 ms of the loop's time, then a turn for the API's requests.
+#: Endpoint errors (sshStatusReason) written in one go, one transaction each,
+#: then a turn of the loop for the API's requests.
 ERRORS_CHUNK = 100
 
 

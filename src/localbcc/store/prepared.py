@@ -1,8 +1,8 @@
 """Statements built once and run straight on the DBAPI cursor.
 
-SQLAlchemy Core spends 100–400 µs per statement on the benchmark machine
-building the statement, computing its cache key and running its execution
-machinery; SQLite answers the query itself in about 5 µs. For the queries on
+SQLAlchemy Core spends far longer per statement building it, computing its
+cache key and running its execution machinery than SQLite takes to answer the
+query itself (the figures are in docs/performance.md). For the queries on
 the hot path (docs/performance.md), a :class:`Prepared` holds one SQLAlchemy
 statement, written once at import time with named ``bindparam``\\ s, compiles
 it once per dialect, and runs the SQL text on the connection's own DBAPI
