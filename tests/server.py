@@ -1,6 +1,7 @@
 """A real `localbcc serve` process for tests: start, wait for /healthz, kill, restart."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -33,10 +34,29 @@ def wait_healthy(proc: subprocess.Popen, endpoint: str, log_path: Path, timeout:
     raise RuntimeError(f"server did not become healthy: {log_path.read_text()[-3000:]}")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no other server of this test run was given, free on 127.0.0.1 and
+    on 127.16.0.1. The SSH endpoints listen on 127.16.0.N (the address layout),
+    where a probe of 127.0.0.1 alone cannot see another test server's: two
+    servers given one port by chance would each reach the other's instances
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED")."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.16.0.1", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:  # (no 127.16/12 here: the port layout)
+                    continue
+        _HANDED_OUT.add(port)
+        return port
 
 
 _SSH_PORTS: dict[str, int] = {}
