@@ -124,6 +124,10 @@ class SshService:
         self._last_error_log = 0.0
         self._signature: tuple | None = None
         self._rows: list[SshEndpoint] = []
+        self._rows_read_at = 0.0  # when the snapshot in _rows was taken (monotonic)
+        # instance id -> when its listener opened: one opened by open_now after a
+        # snapshot was taken is newer than that snapshot, not a released instance
+        self._opened_at: dict[str, float] = {}
         self._next_full_read = 0.0
         self.fd_limit = fd_limit()
         self.max_endpoints, self.max_connections = budget(self.fd_limit)
@@ -315,13 +319,17 @@ class SshService:
 
     async def _reconcile(self, rows: list[SshEndpoint] | None = None) -> None:
         if rows is None:
+            read_at = time.monotonic()
             self._signature, rows = await self.ctx.read_in_background(self._read_rows)
-            self._rows = rows
+            self._rows, self._rows_read_at = rows, read_at
             self._next_full_read = time.monotonic() + FULL_READ_SECONDS
         clock_now = self.ctx.clock.now()
         linux = {image: get_image(image).is_linux for image in {r.image_id for r in rows}}
         live = {r.id: r for r in rows if linux[r.image_id]}
-        for iid in [i for i in self.listeners if i not in live]:
+        # What the snapshot cannot know of: an instance created (and its endpoint
+        # opened by open_now) while the snapshot was being read.
+        newer = {i for i, at in self._opened_at.items() if at >= self._rows_read_at}
+        for iid in [i for i in self.listeners if i not in live and i not in newer]:
             self._close_listener(iid)
             self._options.pop(iid, None)
         for iid in [i for i in self.failed if i not in live]:
@@ -358,7 +366,8 @@ class SshService:
         for conn, session in list(self.sessions.items()):
             row = live.get(session.instance_id)
             if row is None:
-                self.drop(conn, f"instance {session.instance_id} was released")
+                if session.instance_id not in newer:
+                    self.drop(conn, f"instance {session.instance_id} was released")
             elif (lifecycle.status(row, clock_now) != lifecycle.RUNNING
                   or row.transition_until != session.marker):
                 self.drop(conn, f"instance {session.instance_id} is "
@@ -441,6 +450,7 @@ class SshService:
             log.info("SSH: endpoint %s:%d of instance %s is now available", host, port, row.id)
             del self.failed[row.id]
         self.listeners[row.id] = server
+        self._opened_at[row.id] = time.monotonic()
         return None
 
     def _failed(self, iid: str, where: str | None, error: str) -> str:
@@ -452,6 +462,7 @@ class SshService:
 
     def _close_listener(self, iid: str) -> None:
         server = self.listeners.pop(iid, None)
+        self._opened_at.pop(iid, None)
         if server is not None:
             server.close()
 
